@@ -1,0 +1,249 @@
+"""Shared machinery of the WISE rewards: the TRL call contract, ground-truth columns, token counting, the gate.
+
+Every reward is called by TRL (``GRPOTrainer`` / ``RLOOTrainer``) as::
+
+    reward(prompts=…, completions=…, completion_ids=…, trainer_state=…, log_extra=…, log_metric=…, **columns)
+
+and returns one ``float`` (or ``None`` = no ground truth for that sample) per completion. ``columns`` holds every
+dataset column aligned with the completions (``gt_bbox``, ``gt_points``, ``gt_mask``, ``image``…).
+
+A completion that echoes a placeholder rationale of the training prompt (``wise_rl.formats.TEMPLATE_ECHOES``) scores
+0 on every WISE reward, so the summed reward is 0 as in the official code. This takes precedence over "no ground
+truth" (``None``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from rewards._parse import parse_batch
+from wise_rl.formats import ParsedCompletion
+
+CONTRACT_ARGS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
+
+
+class Reward:
+    """Base class of the callable, picklable WISE rewards.
+
+    Subclasses set ``name`` (the registered name; TRL logs ``rewards/<name>/mean``), implement
+    ``score(parsed, columns, log_metric)`` and list in ``_transient`` the attributes holding lazily loaded models,
+    which are dropped when pickled and reloaded on first use.
+    """
+
+    name = "reward"
+    _transient: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.__name__ = self.name
+
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        trainer_state: Any = None,
+        log_extra: Any = None,
+        log_metric: Any = None,
+        **columns: Any,
+    ) -> list[float | None]:
+        if completions is None:
+            raise TypeError(f"reward {self.name!r} needs completions=")
+        parsed = parse_batch(completions)
+        scores = self.score(parsed, Columns(columns, len(parsed), self.name), log_metric=log_metric)
+        if len(scores) != len(parsed):  # a bug in a subclass, not in the data
+            raise RuntimeError(f"reward {self.name!r} returned {len(scores)} scores for {len(parsed)} completions")
+        return [0.0 if p.failure == "echo" else s for p, s in zip(parsed, scores)]
+
+    def score(self, parsed: list[ParsedCompletion], columns: Columns, log_metric=None) -> list[float | None]:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in self._transient:
+            state[key] = None
+        return state
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"<reward {self.name}({opts})>"
+
+    def options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_") and k != "__name__"}
+
+
+class Columns:
+    """Ground-truth columns of a batch, checked for alignment with the completions.
+
+    A column that is absent means "no ground truth" for every row (each reward then returns ``None``).
+    """
+
+    def __init__(self, columns: dict[str, Any], n: int, reward: str):
+        self._columns, self.n, self.reward = columns, n, reward
+
+    def get(self, key: str) -> list[Any]:
+        values = self._columns.get(key)
+        if values is None:
+            return [None] * self.n
+        values = list(values)
+        if len(values) != self.n:
+            raise ValueError(
+                f"reward {self.reward!r}: column {key!r} has {len(values)} values for {self.n} completions"
+            )
+        return values
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ground truth conversion
+# ----------------------------------------------------------------------------------------------------------------
+def as_box(value: Any, reward: str, row: int) -> list[float] | None:
+    """``[x1, y1, x2, y2]`` floats from a ground-truth column value, ``None`` when absent."""
+    if value is None:
+        return None
+    try:
+        box = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"reward {reward!r}: gt_bbox of row {row} is not a list of numbers: {value!r}") from None
+    if len(box) != 4:
+        raise ValueError(f"reward {reward!r}: gt_bbox of row {row} needs 4 numbers, got {len(box)}")
+    return box
+
+
+def as_points(value: Any, reward: str, row: int) -> list[list[float]] | None:
+    """``[[x, y], [x, y]]`` floats from a ground-truth column value, ``None`` when absent."""
+    if value is None:
+        return None
+    try:
+        points = [[float(x), float(y)] for x, y in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"reward {reward!r}: gt_points of row {row} must be [[x, y], [x, y]], got {value!r}") from None
+    if len(points) != 2:
+        raise ValueError(f"reward {reward!r}: gt_points of row {row} needs 2 points, got {len(points)}")
+    return points
+
+
+def finite_or_zero(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Token counting
+# ----------------------------------------------------------------------------------------------------------------
+_WORD = re.compile(r"\S+")
+
+
+class TokenCounter:
+    """Counts tokens of rationale texts, batched and memoised by text.
+
+    ``tokenizer`` is a tokenizer (or a processor with a ``.tokenizer``), a path to a tokenizer folder (loaded lazily
+    with ``AutoTokenizer``, offline), or ``None``: then the count is the number of whitespace-separated words — a
+    tokenizer-free fallback that keeps ratios (brevity) meaningful; recipes pass the policy's tokenizer.
+    Special tokens are not added.
+    """
+
+    def __init__(self, tokenizer: Any = None, cache_size: int = 8192):
+        self.tokenizer = tokenizer
+        self.cache_size = cache_size
+        self._loaded = None
+        self._cache: dict[str, int] = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_loaded"] = None
+        state["_cache"] = {}
+        return state
+
+    def _tok(self):
+        if self.tokenizer is None:
+            return None
+        if self._loaded is None:
+            tok = self.tokenizer
+            if isinstance(tok, (str, os.PathLike)):
+                from transformers import AutoTokenizer
+
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                tok = AutoTokenizer.from_pretrained(str(tok), trust_remote_code=False)
+            self._loaded = getattr(tok, "tokenizer", tok)
+        return self._loaded
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            tok = self._tok()
+            if tok is None:
+                counts = [len(_WORD.findall(t)) for t in missing]
+            else:
+                counts = [len(ids) for ids in tok(missing, add_special_tokens=False)["input_ids"]]
+            if len(self._cache) + len(missing) > self.cache_size:
+                self._cache.clear()
+            self._cache.update(zip(missing, counts))
+        return [self._cache[t] for t in texts]
+
+
+def brevity_factor(concise_tokens: int, detailed_tokens: int) -> float:
+    """``max(0, 1 − concise / detailed)``; 0 when the detailed rationale is empty."""
+    if detailed_tokens <= 0:
+        return 0.0
+    return max(0.0, 1.0 - concise_tokens / detailed_tokens)
+
+
+def rationales(parsed: ParsedCompletion) -> tuple[str, str] | None:
+    """(concise, detailed) block contents without tags, or None unless the three-stage format holds."""
+    if not parsed.format_ok or parsed.concise is None or parsed.detailed is None:
+        return None
+    return parsed.concise, parsed.detailed
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The correctness gate
+# ----------------------------------------------------------------------------------------------------------------
+GATES = ("bbox_iou", "mask_iou")
+
+
+class Gate:
+    """Is the answer correct? ``metric`` (``bbox_iou`` | ``mask_iou``) > ``threshold``.
+
+    ``evaluate`` returns True / False per row, or None where the row has no ground truth for the metric.
+    ``mask_iou`` decodes the predicted answer with ``decoder`` (``box`` | ``sam2`` + ``decoder_options``).
+    """
+
+    def __init__(self, metric: str = "bbox_iou", threshold: float = 0.5, decoder: Any = "box",
+                 decoder_options: dict | None = None, reward: str = "reward"):
+        if metric not in GATES:
+            raise ValueError(f"reward {reward!r}: unknown gate {metric!r}; expected one of {', '.join(GATES)}")
+        self.metric, self.threshold, self.reward = metric, float(threshold), reward
+        self._mask = None
+        if metric == "mask_iou":
+            from rewards.mask_iou import MaskIoUScorer
+
+            self._mask = MaskIoUScorer(decoder, decoder_options or {}, reward=reward)
+
+    def values(self, parsed: list[ParsedCompletion], columns: Columns) -> list[float | None]:
+        if self.metric == "bbox_iou":
+            from rewards.geometry import box_iou
+
+            out: list[float | None] = []
+            for i, (p, gt) in enumerate(zip(parsed, columns.get("gt_bbox"))):
+                box = as_box(gt, self.reward, i)
+                out.append(None if box is None else (0.0 if p.answer is None else box_iou(p.answer["bbox"], box)))
+            return out
+        return self._mask.ious(parsed, columns)
+
+    def evaluate(self, parsed: list[ParsedCompletion], columns: Columns) -> list[bool | None]:
+        return [None if v is None else v > self.threshold for v in self.values(parsed, columns)]
+
+
+def log_gate_metrics(log_metric, prefix: str, passed: Sequence[bool | None], concise: Sequence[int],
+                     detailed: Sequence[int]) -> None:
+    """Log gate pass rate (over rows with ground truth) and mean concise / detailed token counts (well-formed rows)."""
+    if log_metric is None:
+        return
+    judged = [p for p in passed if p is not None]
+    if judged:
+        log_metric(f"{prefix}/gate_pass_rate", sum(judged) / len(judged))
+    if concise:
+        log_metric(f"{prefix}/concise_tokens_mean", sum(concise) / len(concise))
+        log_metric(f"{prefix}/detailed_tokens_mean", sum(detailed) / len(detailed))

