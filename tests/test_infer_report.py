@@ -1,0 +1,106 @@
+"""``wise-rl infer`` (overlay PNG) and ``wise-rl report`` (plots + report.md from synthetic logs)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wise_rl import evaluate
+from wise_rl.cli import main
+from wise_rl.overlay import draw_overlay
+
+
+def test_draw_overlay_blends_mask_and_draws_box_and_points():
+    image = Image.new("RGB", (40, 30), (0, 0, 200))
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[5:10, 5:10] = 1
+    mask[20:25, 5:10] = 255  # ignore: not painted
+    out = draw_overlay(image, mask=mask, bbox=[20, 5, 35, 25], points=[[28, 15]], color=(255, 0, 0), alpha=0.5)
+    arr = np.asarray(out)
+    assert tuple(arr[7, 7]) == (128, 0, 100)  # (1 − 0.5)·(0, 0, 200) + 0.5·(255, 0, 0), rounded
+    assert tuple(arr[22, 7]) == (0, 0, 200)
+    assert tuple(arr[5, 27]) == (255, 0, 0)  # top edge of the box
+    assert tuple(arr[15, 28]) == (255, 0, 0)  # the point
+    assert tuple(arr[0, 0]) == (0, 0, 200) and image.getpixel((7, 7)) == (0, 0, 200)  # input untouched
+    with pytest.raises(ValueError, match="mask shape"):
+        draw_overlay(image, mask=np.zeros((3, 3)))
+
+
+def test_infer_cli_writes_png(tmp_path, tiny_model_dir, capsys):
+    img = tmp_path / "photo.png"
+    Image.new("RGB", (150, 90), (30, 120, 200)).save(img)
+    out = tmp_path / "overlay.png"
+    assert main(["infer", "--model", str(tiny_model_dir), "--image", str(img), "--query", "the blue sky",
+                 "--max-new-tokens", "8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "concise:" in printed and "answer" in printed
+    with Image.open(out) as saved:
+        assert saved.size == (150, 90) and saved.format == "PNG"
+
+
+def test_infer_rescales_the_answer_and_draws_the_mask(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    # The tiny model answers in its 112 frame; the original is 224×56 → x·2, y·0.5.
+    completion = '<think>sky</think><answer>{"bbox": [10, 20, 40, 60], "points_1": [20, 30], "points_2": [30, 50]}' \
+                 "</answer>"
+    monkeypatch.setattr(evaluate.HFGenerator, "__call__",
+                        lambda self, images, queries: [evaluate.Generation(completion, 30, 0.01)])
+    img = tmp_path / "wide.png"
+    Image.new("RGB", (224, 56), (0, 0, 0)).save(img)
+    out = tmp_path / "o.png"
+    assert main(["infer", "--model", str(tiny_model_dir), "--image", str(img), "--query", "x", "--out",
+                 str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "concise: sky" in printed and '"bbox": [20.0, 10.0, 80.0, 30.0]' in printed
+    arr = np.asarray(Image.open(out).convert("RGB"))
+    assert arr[20, 50, 0] > 100 and arr[20, 50, 2] < 50  # inside the mask: red-tinted
+    assert tuple(arr[45, 150]) == (0, 0, 0)  # outside: untouched
+
+
+def _log_history(steps, scale):
+    hist = []
+    for s in range(1, steps + 1):
+        hist.append({
+            "step": s, "loss": 1.0 / s, "reward": 2 + scale * math.log(s),
+            "rewards/format_reward/mean": min(1.0, 0.2 * s), "rewards/bbox_iou_reward/mean": 0.05 * s * scale,
+            "rewards/self_distillation_reward/mean": 0.03 * s,
+            "completions/mean_length": 120 - 3 * s, "self_distillation/concise_tokens_mean": 40 - 2 * s,
+        })
+    hist.append({"step": steps, "train_runtime": 12.0})  # a summary entry without the plotted keys
+    return hist
+
+
+def test_report_writes_pngs_and_markdown(tmp_path, capsys):
+    run = tmp_path / "grpo"
+    (run / "checkpoint-5").mkdir(parents=True)
+    (run / "checkpoint-10").mkdir()
+    (run / "checkpoint-5" / "trainer_state.json").write_text(json.dumps({"log_history": _log_history(5, 1.0)}))
+    (run / "checkpoint-10" / "trainer_state.json").write_text(json.dumps({"log_history": _log_history(10, 1.0)}))
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    (sft / "trainer_state.json").write_text(json.dumps({"log_history": [{"step": s, "loss": 3 / s}
+                                                                        for s in range(1, 8)]}))
+    evals = tmp_path / "evals"
+    for name, think, giou in (("wise", 12.0, 0.41), ("wise-s", 5.0, 0.40), ("verbose", 60.0, 0.42)):
+        (evals / name).mkdir(parents=True)
+        (evals / name / "metrics.json").write_text(json.dumps({
+            "protocol": "lisa", "n": 16, "n_failed": 1, "gIoU": giou, "cIoU": giou - 0.02, "acc50": 0.4,
+            "think_tokens_mean": think, "think_tokens_median": think, "completion_tokens_mean": think + 30,
+            "latency_mean_s": 0.01 * think, "samples_per_s": 100 / think, "settings": {"prompt": name},
+        }))
+    out = tmp_path / "report"
+    assert main(["report", str(run), str(sft), str(evals), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 training run(s), 3 eval run(s)" in printed
+    for name in ("rewards.png", "lengths.png", "loss.png", "eval_cost_accuracy.png"):
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.size[0] > 300
+    md = (out / "report.md").read_text()
+    assert "| grpo | 10 |" in md  # the last checkpoint's log was read
+    assert "format_reward=1.000" in md and "| evals/wise-s | wise-s | 16 | 1 | 40.00 |" in md
+    assert "![rewards](rewards.png)" in md
+    with pytest.raises(FileNotFoundError, match="no trainer_state.json"):
+        main(["report", str(tmp_path / "report")])

@@ -1,0 +1,70 @@
+"""``wise-rl eval``: generate with a model on a dataset and score it (or ``--merge`` shard folders).
+
+    wise-rl eval --model DIR --dataset SRC --prompt wise --out runs/eval-wise [--compare runs/eval-verbose]
+    wise-rl eval --model DIR --dataset SRC --prompt wise --out runs/s0 --shard 0/2   # and 1/2 elsewhere
+    wise-rl eval --merge runs/s0 runs/s1 --out runs/eval-wise
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from wise_rl import formats, metrics
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model folder (Qwen2.5-VL checkpoint or wise-rl tiny-model output)")
+    parser.add_argument("--dataset", help="any source wise_rl.data.loaders.load_source accepts")
+    parser.add_argument("--split", default=None, help="split of the source (default: 'test' if present)")
+    parser.add_argument("--prompt", default="wise", choices=sorted(formats.PROMPT_SPECS),
+                        help="prompt template; wise/wise-s/verbose stop generation at </answer> (default: wise)")
+    parser.add_argument("--mask-decoder", default="box", choices=("box", "sam2"),
+                        help="how an answer becomes a mask (default: box)")
+    parser.add_argument("--sam2", default=None, help="SAM2 model folder for --mask-decoder sam2")
+    parser.add_argument("--out", required=True, help="output folder: run.json, samples.jsonl, metrics.json")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--limit", type=int, default=None, help="first N samples of the source only")
+    parser.add_argument("--shard", default=None, help="i/n: evaluate the i-th of n contiguous shards")
+    parser.add_argument("--protocol", default="lisa", choices=metrics.PROTOCOLS,
+                        help="metric protocol of metrics.json (the other is reported beside it)")
+    parser.add_argument("--strict-format", action="store_true",
+                        help="count a completion that misses the prompt's layout as failed even if its answer "
+                             "parses")
+    parser.add_argument("--model-size", type=int, default=None,
+                        help="square frame the model answers in (default: from the processor, else 840)")
+    parser.add_argument("--compare", default=None, metavar="OTHER_OUTDIR",
+                        help="print this run against another eval folder (ratios and deltas)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="OUTDIR",
+                        help="merge these shard folders into --out instead of evaluating")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from wise_rl import evaluate
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.merge:
+        result = evaluate.merge_runs(args.merge, args.out, protocol=args.protocol)
+        title = f"merged {len(args.merge)} folders → {args.out}"
+    else:
+        missing = [flag for flag, value in (("--model", args.model), ("--dataset", args.dataset)) if not value]
+        if missing:
+            raise SystemExit(f"wise-rl eval: {' and '.join(missing)} required (or use --merge)")
+        config = evaluate.EvalConfig(
+            model=args.model, dataset=args.dataset, split=args.split, prompt=args.prompt,
+            mask_decoder=args.mask_decoder, sam2=args.sam2, batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens, limit=args.limit, shard=args.shard, protocol=args.protocol,
+            strict_format=args.strict_format, model_size=args.model_size,
+        )
+        result = evaluate.run_eval(config, args.out, progress=not args.quiet)
+        title = f"{args.prompt} on {args.dataset} → {args.out}"
+    print(evaluate.format_table(result, title=title))
+    if args.compare:
+        other = evaluate.load_metrics(args.compare)
+        print()
+        print(evaluate.compare_table(result, other, this_name=Path(args.out).name,
+                                     other_name=Path(args.compare).name))
+    return 0

@@ -1,0 +1,77 @@
+"""``wise-rl infer``: answer one image + query, print the concise rationale and the answer, save an overlay.
+
+    wise-rl infer --model DIR --image photo.jpg --query "the cup nearest the laptop" --out overlay.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from wise_rl import formats
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model folder")
+    parser.add_argument("--image", required=True, help="image file")
+    parser.add_argument("--query", required=True, help="what to find")
+    parser.add_argument("--prompt", default="wise-s", choices=sorted(formats.PROMPT_SPECS),
+                        help="prompt template (default: wise-s)")
+    parser.add_argument("--mask-decoder", default="box", choices=("box", "sam2"))
+    parser.add_argument("--sam2", default=None, help="SAM2 model folder for --mask-decoder sam2")
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--model-size", type=int, default=None,
+                        help="square frame the model answers in (default: from the processor, else 840)")
+    parser.add_argument("--out", required=True, help="overlay PNG to write")
+
+
+def infer(model_dir, image_path, query: str, prompt: str = "wise-s", mask_decoder: str = "box", sam2=None,
+          max_new_tokens: int = 1024, model_size: int | None = None, model=None, processor=None) -> dict:
+    """Generate for one image and decode the mask on the original image. Returns a dict with ``completion``,
+    ``concise``, ``answer`` (model frame), ``answer_original``, ``failure``, ``mask`` (H×W or None), ``image``
+    (original, RGB), ``completion_tokens`` and ``latency_s``."""
+    from PIL import Image
+
+    from wise_rl import evaluate, frames
+    from wise_rl.models import load_model, load_processor
+
+    processor = processor or load_processor(model_dir)
+    model = model or load_model(model_dir).eval()
+    size = model_size or evaluate.processor_model_size(processor)
+    original = Image.open(image_path).convert("RGB")
+    generator = evaluate.HFGenerator(model, processor, prompt, max_new_tokens)
+    gen = generator([frames.image_to_model(original, size)], [query])[0]
+    parsed = formats.parse_for_prompt(gen.completion, prompt)
+    result = {"completion": gen.completion, "concise": parsed.concise if parsed.concise is not None
+              else evaluate.think_text(gen.completion), "answer": parsed.answer, "answer_original": None,
+              "failure": parsed.failure, "format_ok": parsed.format_ok, "mask": None, "image": original,
+              "completion_tokens": gen.completion_tokens, "latency_s": gen.latency_s}
+    if parsed.answer is not None:
+        answer = frames.answer_to_original(parsed.answer, original.size, size)
+        result["answer_original"] = answer
+        result["mask"] = evaluate.make_decoder(mask_decoder, sam2).decode(original, answer)
+        result["failure"] = None
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    from wise_rl.overlay import draw_overlay
+
+    result = infer(args.model, args.image, args.query, prompt=args.prompt, mask_decoder=args.mask_decoder,
+                   sam2=args.sam2, max_new_tokens=args.max_new_tokens, model_size=args.model_size)
+    print(f"concise: {result['concise']}")
+    if result["answer"] is None:
+        print(f"answer: none (the completion did not parse: {result['failure']})")
+        print(f"completion: {result['completion']!r}")
+    else:
+        print(f"answer (model frame): {json.dumps(result['answer'])}")
+        print(f"answer (original frame): {json.dumps({k: [round(v, 1) for v in vs] for k, vs in result['answer_original'].items()})}")
+    a = result["answer_original"]
+    overlay = draw_overlay(result["image"], mask=result["mask"], bbox=a["bbox"] if a else None,
+                           points=[a["points_1"], a["points_2"]] if a else None)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    overlay.save(out)
+    print(f"overlay: {out} ({result['completion_tokens']} tokens, {result['latency_s']:.3f} s)")
+    return 0

@@ -1,0 +1,287 @@
+"""Plots (PNG, matplotlib Agg) and a markdown summary of training runs and eval runs.
+
+Training runs are read from the trainer's ``trainer_state.json`` (``log_history``) in a run folder or, when the
+folder has none, in its last ``checkpoint-N``. Eval runs are folders with a ``metrics.json`` (``wise-rl eval``).
+A folder given to :func:`build_report` is searched two levels deep, so a demo folder holding both kinds works.
+
+Figures written to the output folder (only those with data):
+
+``rewards.png``   one panel per reward component (``rewards/<name>/mean``) plus the total ``reward``, over steps
+``lengths.png``   completion length (``completions/mean_length``), concise / think token counts
+                  (``self_distillation/concise_tokens_mean`` and any ``…think…tokens…`` key) over steps
+``loss.png``      training loss over steps (SFT and GRPO)
+``eval_cost_accuracy.png``  mean think tokens (x) vs gIoU (y), one labelled point per eval run
+``report.md``     tables of the above with the figures linked
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+REWARD_RE = re.compile(r"^rewards/(?P<name>.+)/mean$")
+LENGTH_KEYS = ("completions/mean_length", "self_distillation/concise_tokens_mean",
+               "self_distillation/detailed_tokens_mean")
+
+
+@dataclass
+class TrainingRun:
+    name: str
+    path: Path
+    log_history: list[dict[str, Any]]
+
+    def series(self, key: str) -> tuple[list[float], list[float]]:
+        """(steps, values) of ``key`` over the log history (entries without it are skipped)."""
+        xs, ys = [], []
+        for entry in self.log_history:
+            value = entry.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                xs.append(float(entry.get("step", len(xs))))
+                ys.append(float(value))
+        return xs, ys
+
+    def keys(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for entry in self.log_history:
+            for k in entry:
+                seen.setdefault(k, None)
+        return list(seen)
+
+
+@dataclass
+class EvalRun:
+    name: str
+    path: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _trainer_state(folder: Path) -> Path | None:
+    direct = folder / "trainer_state.json"
+    if direct.is_file():
+        return direct
+    checkpoints = []
+    for c in folder.glob("checkpoint-*"):
+        m = re.fullmatch(r"checkpoint-(\d+)", c.name)
+        if m and (c / "trainer_state.json").is_file():
+            checkpoints.append((int(m.group(1)), c / "trainer_state.json"))
+    return max(checkpoints)[1] if checkpoints else None
+
+
+def _name(path: Path, roots: Sequence[Path]) -> str:
+    for root in roots:
+        try:
+            rel = path.relative_to(root.parent)
+            return str(rel)
+        except ValueError:
+            continue
+    return path.name
+
+
+def find_runs(paths: Sequence[str | Path]) -> tuple[list[TrainingRun], list[EvalRun]]:
+    """Training and eval runs in ``paths`` (each path itself, its children and grandchildren)."""
+    roots = [Path(p) for p in paths]
+    training: list[TrainingRun] = []
+    evals: list[EvalRun] = []
+    seen: set[Path] = set()
+    for root in roots:
+        if not root.exists():
+            raise FileNotFoundError(f"no run folder at {root}")
+        candidates = [root] + sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith("checkpoint-"))
+        candidates += sorted(p for c in candidates[1:] for p in c.glob("*")
+                             if p.is_dir() and not p.name.startswith("checkpoint-"))
+        for folder in candidates:
+            folder = folder.resolve()
+            if folder in seen:
+                continue
+            seen.add(folder)
+            state = _trainer_state(folder)
+            if state is not None:
+                try:
+                    history = json.loads(state.read_text(encoding="utf-8")).get("log_history", [])
+                except (OSError, json.JSONDecodeError) as exc:
+                    raise ValueError(f"{state}: not a readable trainer_state.json ({exc})") from exc
+                if history:
+                    training.append(TrainingRun(_name(folder, [r.resolve() for r in roots]), folder, history))
+                else:
+                    logger.warning("%s: empty log_history, skipped", state)
+            metrics_file = folder / "metrics.json"
+            if metrics_file.is_file():
+                try:
+                    m = json.loads(metrics_file.read_text(encoding="utf-8"))
+                except (OSError, json.JSONDecodeError) as exc:
+                    raise ValueError(f"{metrics_file}: not readable JSON ({exc})") from exc
+                if "gIoU" in m:
+                    evals.append(EvalRun(_name(folder, [r.resolve() for r in roots]), folder, m))
+    return training, evals
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _panel_grid(n: int) -> tuple[int, int]:
+    cols = min(3, n)
+    return math.ceil(n / cols), cols
+
+
+def _plot_series(runs: list[TrainingRun], keys: list[str], titles: dict[str, str], path: Path,
+                 suptitle: str, ylabel: str) -> Path | None:
+    keys = [k for k in keys if any(r.series(k)[0] for r in runs)]
+    if not keys:
+        return None
+    plt = _plt()
+    rows, cols = _panel_grid(len(keys))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for run in runs:
+            xs, ys = run.series(key)
+            if xs:
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, linewidth=1.4, label=run.name)
+        ax.set_title(titles.get(key, key), fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if len(runs) > 1 or len(labels) > 0:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle(suptitle)
+    fig.tight_layout(rect=(0, 0.06 if len(labels) else 0, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_rewards(runs: list[TrainingRun], out: Path) -> Path | None:
+    keys = sorted({k for r in runs for k in r.keys() if REWARD_RE.match(k)})
+    titles = {k: REWARD_RE.match(k).group("name") for k in keys}
+    if any(r.series("reward")[0] for r in runs):
+        keys = ["reward", *keys]
+        titles["reward"] = "total reward"
+    return _plot_series(runs, keys, titles, out / "rewards.png", "Reward components over training", "mean reward")
+
+
+def plot_lengths(runs: list[TrainingRun], out: Path) -> Path | None:
+    extra = sorted({k for r in runs for k in r.keys()
+                    if k not in LENGTH_KEYS and "think" in k and ("token" in k or "length" in k)})
+    keys = [*LENGTH_KEYS, *extra]
+    titles = {"completions/mean_length": "completion length", "self_distillation/concise_tokens_mean":
+              "concise (think) tokens", "self_distillation/detailed_tokens_mean": "detailed (d_think) tokens"}
+    return _plot_series(runs, keys, titles, out / "lengths.png", "Completion and think lengths over training",
+                        "tokens")
+
+
+def plot_loss(runs: list[TrainingRun], out: Path) -> Path | None:
+    return _plot_series(runs, ["loss"], {"loss": "training loss"}, out / "loss.png", "Training loss", "loss")
+
+
+def eval_label(run: EvalRun) -> str:
+    prompt = (run.metrics.get("settings") or {}).get("prompt")
+    return f"{run.name} ({prompt})" if prompt and prompt not in run.name else run.name
+
+
+def plot_eval(evals: list[EvalRun], out: Path) -> Path | None:
+    points = [(e, e.metrics.get("think_tokens_mean"), e.metrics.get("gIoU")) for e in evals]
+    points = [(e, x, y) for e, x, y in points if x is not None and y is not None]
+    if not points:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for e, x, y in points:
+        ax.scatter([x], [100 * y], s=60, zorder=3)
+        ax.annotate(eval_label(e), (x, 100 * y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    xs = [x for _, x, _ in points]
+    ys = [100 * y for _, _, y in points]
+    xpad = max(1.0, 0.15 * (max(xs) - min(xs)))
+    ypad = max(1.0, 0.15 * (max(ys) - min(ys)))
+    ax.set_xlim(max(0.0, min(xs) - xpad), max(xs) + 3 * xpad)
+    ax.set_ylim(max(0.0, min(ys) - ypad), min(100.0, max(ys) + 2 * ypad))
+    ax.set_xlabel("mean think tokens per sample")
+    ax.set_ylabel("gIoU (%)")
+    ax.set_title("Cost vs accuracy across eval runs (up-left is better)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "eval_cost_accuracy.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _f(value, pct=False, digits=2) -> str:
+    if value is None:
+        return "–"
+    if pct:
+        return f"{100 * value:.{digits}f}"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _training_table(runs: list[TrainingRun]) -> list[str]:
+    lines = ["| run | steps | final loss | final reward | reward components (last log) | completion len | "
+             "concise tokens |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        last: dict[str, Any] = {}
+        for entry in r.log_history:  # the last value of each key
+            last.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
+        comps = ", ".join(f"{REWARD_RE.match(k).group('name')}={last[k]:.3f}" for k in sorted(last)
+                          if REWARD_RE.match(k))
+        step = max((e.get("step", 0) for e in r.log_history), default=0)
+        lines.append(f"| {r.name} | {step} | {_f(last.get('loss'), digits=4)} | {_f(last.get('reward'), digits=3)} | "
+                     f"{comps or '–'} | {_f(last.get('completions/mean_length'), digits=1)} | "
+                     f"{_f(last.get('self_distillation/concise_tokens_mean'), digits=1)} |")
+    return lines
+
+
+def _eval_table(evals: list[EvalRun]) -> list[str]:
+    lines = ["| eval | prompt | n | failed | gIoU % | cIoU % | acc@0.5 % | think tok (mean / median) | "
+             "completion tok | s/sample | samples/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in evals:
+        m = e.metrics
+        prompt = (m.get("settings") or {}).get("prompt", "–")
+        lines.append(
+            f"| {e.name} | {prompt} | {m.get('n')} | {m.get('n_failed')} | {_f(m.get('gIoU'), True)} | "
+            f"{_f(m.get('cIoU'), True)} | {_f(m.get('acc50'), True)} | {_f(m.get('think_tokens_mean'), digits=1)} / "
+            f"{_f(m.get('think_tokens_median'), digits=1)} | {_f(m.get('completion_tokens_mean'), digits=1)} | "
+            f"{_f(m.get('latency_mean_s'), digits=4)} | {_f(m.get('samples_per_s'), digits=1)} |"
+        )
+    return lines
+
+
+def build_report(paths: Sequence[str | Path], out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Write the figures and ``report.md`` for the runs under ``paths`` into ``out_dir`` (default: the first path
+    + ``/report``). Returns ``{"figures": [...], "report": path, "training": n, "evals": n}``; raises when nothing
+    readable is found."""
+    training, evals = find_runs(paths)
+    if not training and not evals:
+        raise FileNotFoundError(
+            f"no trainer_state.json (run or checkpoint-N) nor metrics.json found under {', '.join(map(str, paths))}"
+        )
+    out = Path(out_dir) if out_dir is not None else Path(paths[0]) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [p for p in (plot_rewards(training, out), plot_lengths(training, out), plot_loss(training, out),
+                           plot_eval(evals, out)) if p is not None]
+    md = ["# wise-rl report", ""]
+    if training:
+        md += ["## Training runs", "", *_training_table(training), ""]
+    if evals:
+        md += ["## Eval runs", "", "IoUs in percent (protocol per run in its metrics.json); think tokens counted "
+               "with the policy tokenizer on the `<think>` content.", "", *_eval_table(evals), ""]
+    if figures:
+        md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+    report = out / "report.md"
+    report.write_text("\n".join(md), encoding="utf-8")
+    return {"figures": [str(p) for p in figures], "report": str(report), "training": len(training),
+            "evals": len(evals)}
