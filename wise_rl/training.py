@@ -1,0 +1,863 @@
+"""Everything the training recipes (``recipes/sft.py``, ``recipes/grpo.py``) need, so that the scripts stay thin.
+
+The recipes follow open-r1: ``TrlParser`` reads a YAML file (``--config FILE``) plus command-line overrides into
+three dataclasses — this module's script arguments, TRL's ``SFTConfig`` / ``GRPOConfig`` / ``RLOOConfig`` and TRL's
+``ModelConfig`` — then data → model → trainer → ``train()`` → save.
+
+Data (see docs/ARCHITECTURE.md)::
+
+    load_source(...) rows in the sample schema
+      ├─ sft_rows:  {"image", "prompt": [user turn], "completion": [assistant turn]}   (completion-only loss)
+      └─ grpo_rows: {"image", "prompt": [user turn], gt_* …}                           (gt columns reach rewards)
+
+The prompt and the completion are separate columns, so TRL tokenises them separately, exactly as generation sees
+the prompt (FIELD_NOTES §4: tokenising ``prompt + target`` as one string changes the BPE split at the boundary).
+Messages carry string content; TRL's ``prepare_multimodal_messages`` puts the image placeholder before the text of
+the user turn, and reads the single ``image`` column as ``images=[image]``.
+
+Model: always given to TRL as a *path* with ``model_init_kwargs`` (dtype, attention) so that 4-bit QLoRA works (an
+instantiated model ignores a quantization config, FIELD_NOTES §3) and ZeRO-3 partitions at load time. The processor
+comes from :func:`wise_rl.models.load_processor` (works without torchvision).
+
+Every configuration value is checked by :func:`validate_sft_args` / :func:`validate_grpo_args` *before* any model or
+dataset is loaded; a bad value raises :class:`ConfigError` naming the option and what is accepted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wise_rl import formats
+
+logger = logging.getLogger(__name__)
+
+SFT_TARGET_MODES = ("wise", "verbose", "answer")
+ALGORITHMS = ("grpo", "rloo")
+LORA_TARGETS = ("language_model", "all")
+# The default prompt for each SFT target mode: the prompt must ask for what the target contains.
+DEFAULT_SFT_PROMPT = {"wise": "wise-train", "verbose": "verbose", "answer": "answer-only"}
+# The WISE reward set (paper §3, all weight 1).
+WISE_REWARDS = ["format", "answer_schema", "bbox_iou", "bbox_l1", "points", "self_distillation"]
+
+
+class ConfigError(ValueError):
+    """A recipe configuration value is wrong; the message names the option, the value and what is accepted."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Script arguments (read by TrlParser next to SFTConfig / GRPOConfig / RLOOConfig and ModelConfig)
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class WiseScriptArguments:
+    """Options shared by both recipes. YAML keys are these field names."""
+
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "Training data: anything wise_rl.data.loaders.load_source reads (hub name, save_to_disk "
+                  "folder, parquet/jsonl, LISA folder) or 'shapeworld' to generate ShapeWorld scenes on the fly."},
+    )
+    dataset_split: str | None = field(default="train", metadata={"help": "Split of a DatasetDict source."})
+    dataset_limit: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    model_size: int | None = field(
+        default=None,
+        metadata={"help": "Side of the square model frame: None = 840 for raw sources, the rows' own size for rows "
+                  "already in the sample schema (ShapeWorld renders at 112)."},
+    )
+    skip_invalid: bool = field(
+        default=False, metadata={"help": "Skip (and count) invalid rows instead of raising DataError."}
+    )
+    shapeworld_rows: int = field(default=256, metadata={"help": "Rows generated when dataset is 'shapeworld'."})
+    shapeworld_seed: int = field(default=0, metadata={"help": "Seed of the generated ShapeWorld scenes."})
+    shapeworld_image_size: int = field(default=112, metadata={"help": "Side of generated ShapeWorld images."})
+    prompt_template: str | None = field(
+        default=None,
+        metadata={"help": "Prompt template (wise_rl.formats): wise-train, wise, wise-s, verbose, answer-only. "
+                  "Default: wise-train for GRPO; the template matching target_mode for SFT."},
+    )
+    image_min_pixels: int | None = field(default=None, metadata={"help": "Processor min_pixels (bounds image tokens)."})
+    image_max_pixels: int | None = field(default=None, metadata={"help": "Processor max_pixels (bounds image tokens)."})
+    lora_target: str = field(
+        default="language_model",
+        metadata={"help": "LoRA targets when use_peft and lora_target_modules is unset: 'language_model' (attention "
+                  "+ MLP of the language model) or 'all' (also the vision tower)."},
+    )
+    tiny_model_preset: str | None = field(
+        default=None,
+        metadata={"help": "If set and model_name_or_path does not exist, build a random-weight model of this "
+                  "wise_rl.models preset (tiny|small) there first. For CPU demos and tests."},
+    )
+    resume: bool = field(
+        default=True,
+        metadata={"help": "Continue from the last complete checkpoint in output_dir when one exists "
+                  "(resume_from_checkpoint PATH picks one explicitly)."},
+    )
+    sample_log_every: int = field(
+        default=0,
+        metadata={"help": "Every N optimizer steps write sample completions to output_dir/samples.jsonl "
+                  "(SFT: greedy generations on fixed training prompts; GRPO: TRL's log_completions). 0 = off."},
+    )
+    sample_log_count: int = field(default=2, metadata={"help": "How many samples to log each time."})
+
+
+@dataclass
+class SFTScriptArguments(WiseScriptArguments):
+    target_mode: str = field(
+        default="wise",
+        metadata={"help": "SFT target: 'wise' (<think>concise</think><answer>…</answer><d_think>detailed</d_think>), "
+                  "'verbose' (<think>detailed</think><answer>…</answer>, the CoT baseline) or 'answer'."},
+    )
+
+
+@dataclass
+class GRPOScriptArguments(WiseScriptArguments):
+    algorithm: str = field(
+        default="grpo", metadata={"help": "'grpo' (trl.GRPOTrainer, any loss_type) or 'rloo' (trl.RLOOTrainer)."}
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: list(WISE_REWARDS),
+        metadata={"help": "Reward names from the rewards registry or dotted import paths (module.function). "
+                  "Weights: reward_weights (TRL option), one per function."},
+    )
+    reward_options: dict | str | None = field(
+        default=None,
+        metadata={"help": "Options per reward: a mapping name → keyword arguments of its factory (YAML mapping or "
+                  "a JSON string on the command line)."},
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parsing
+# ----------------------------------------------------------------------------------------------------------------
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "recipes" / "presets"
+
+
+def _load_yaml_mapping(path: Path) -> dict:
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: the file must hold a YAML mapping of option: value")
+    return data
+
+
+def _preset_path(name: str, config_path: Path) -> Path:
+    candidates = [Path(name), config_path.parent / name, PRESETS_DIR / name, PRESETS_DIR / f"{name}.yaml"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")) if PRESETS_DIR.is_dir() else []
+    raise ConfigError(f"{config_path}: preset {name!r} not found; known presets: {', '.join(known) or '(none)'}")
+
+
+def load_config(path) -> dict:
+    """A recipe YAML as a mapping, with its ``preset:`` (a name in recipes/presets/ or a path; a list applies
+    several in order) merged underneath: the preset gives defaults, the file's own keys win."""
+    path = Path(path)
+    data = _load_yaml_mapping(path)
+    presets = data.pop("preset", None)
+    if presets is None:
+        return data
+    merged: dict = {}
+    for name in [presets] if isinstance(presets, str) else list(presets):
+        merged.update(load_config(_preset_path(str(name), path)))
+    merged.update(data)
+    return merged
+
+
+def expand_config(argv: list[str]) -> list[str]:
+    """``argv`` with ``--config FILE`` replaced by a temporary file holding the preset-merged config."""
+    import tempfile
+
+    import yaml
+
+    if "--config" not in argv:
+        return argv
+    idx = argv.index("--config")
+    if idx + 1 >= len(argv):
+        raise ConfigError("--config needs a YAML file path")
+    data = load_config(argv[idx + 1])
+    fd, tmp = tempfile.mkstemp(prefix="wise-rl-config-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f)
+    atexit.register(lambda: os.path.exists(tmp) and os.unlink(tmp))
+    return argv[:idx + 1] + [tmp] + argv[idx + 2:]
+
+
+def _peek_option(argv: list[str], name: str) -> Any:
+    """The value of ``--name`` on the command line, else of ``name`` in the ``--config`` YAML, else None."""
+    flag = f"--{name}"
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    if "--config" in argv:
+        return load_config(argv[argv.index("--config") + 1]).get(name)
+    return None
+
+
+def _config_error(exc: ValueError, prefix: str = "") -> ConfigError:
+    msg = str(exc)
+    if "bf16/gpu" in msg:
+        msg += " (on a CPU-only machine set use_cpu: true, or bf16: false)"
+    return ConfigError(prefix + msg)
+
+
+def parse_sft_args(argv: list[str] | None = None):
+    """``(SFTScriptArguments, trl.SFTConfig, trl.ModelConfig)`` from ``--config FILE.yaml`` plus CLI overrides."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    argv = expand_config(list(sys.argv[1:] if argv is None else argv))
+    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+    try:
+        return parser.parse_args_and_config(argv)
+    except ValueError as exc:  # unknown YAML keys etc.
+        raise _config_error(exc) from exc
+
+
+def parse_grpo_args(argv: list[str] | None = None):
+    """``(GRPOScriptArguments, trl.GRPOConfig | trl.RLOOConfig, trl.ModelConfig)``.
+
+    The trainer config class depends on ``algorithm``, which is read first from the command line or the YAML.
+    """
+    from trl import GRPOConfig, ModelConfig, RLOOConfig, TrlParser
+
+    argv = expand_config(list(sys.argv[1:] if argv is None else argv))
+    algorithm = _peek_option(argv, "algorithm") or "grpo"
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"algorithm: {algorithm!r} is not supported; expected one of {', '.join(ALGORITHMS)}")
+    config_cls = GRPOConfig if algorithm == "grpo" else RLOOConfig
+    parser = TrlParser((GRPOScriptArguments, config_cls, ModelConfig))
+    try:
+        return parser.parse_args_and_config(argv)
+    except ValueError as exc:  # TRL's own checks (generation batch vs num_generations, unknown YAML keys)
+        raise _config_error(exc, f"{config_cls.__name__}: ") from exc
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation (before anything heavy is loaded)
+# ----------------------------------------------------------------------------------------------------------------
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # invalid repo id etc.
+        return False
+
+
+def _validate_common(script_args: WiseScriptArguments, training_args, model_args) -> None:
+    if not script_args.dataset:
+        raise ConfigError("dataset: missing; give a source load_source reads (folder, file, hub name) or 'shapeworld'")
+    ds = script_args.dataset
+    if ds != "shapeworld" and not Path(ds).exists():
+        looks_local = ds.startswith((".", "/", "~")) or ds.endswith((".parquet", ".jsonl", ".json", ".arrow"))
+        if looks_local or ds.count("/") != 1:
+            raise ConfigError(f"dataset: {ds!r} is not an existing path, a hub name (owner/name) or 'shapeworld'")
+    if script_args.dataset_limit is not None and script_args.dataset_limit <= 0:
+        raise ConfigError(f"dataset_limit: must be a positive number of rows, got {script_args.dataset_limit}")
+    if script_args.shapeworld_rows <= 0:
+        raise ConfigError(f"shapeworld_rows: must be positive, got {script_args.shapeworld_rows}")
+    if script_args.model_size is not None and script_args.model_size <= 0:
+        raise ConfigError(f"model_size: must be positive, got {script_args.model_size}")
+
+    if script_args.prompt_template is not None and script_args.prompt_template not in formats.PROMPT_SPECS:
+        raise ConfigError(
+            f"prompt_template: {script_args.prompt_template!r} is unknown; known: {', '.join(formats.available_prompts())}"
+        )
+    lo, hi = script_args.image_min_pixels, script_args.image_max_pixels
+    for name, value in (("image_min_pixels", lo), ("image_max_pixels", hi)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{name}: must be positive, got {value}")
+    if lo is not None and hi is not None and lo > hi:
+        raise ConfigError(f"image_min_pixels ({lo}) is larger than image_max_pixels ({hi})")
+
+    if not model_args.model_name_or_path:
+        raise ConfigError("model_name_or_path: missing; give a hub id or a local model folder")
+    path = model_args.model_name_or_path
+    if not Path(path).exists() and script_args.tiny_model_preset is None:
+        looks_local = path.startswith((".", "/", "~")) or path.count("/") != 1
+        if looks_local or (_offline() and not _hub_cached(path)):
+            raise ConfigError(
+                f"model_name_or_path: {path!r} does not exist"
+                + (" and is not in the hub cache (HF_HUB_OFFLINE=1)" if _offline() and not looks_local else "")
+                + " (set tiny_model_preset to build a random-weight test model there)"
+            )
+    if script_args.tiny_model_preset is not None:
+        from wise_rl.models import PRESETS
+
+        if script_args.tiny_model_preset not in PRESETS:
+            raise ConfigError(f"tiny_model_preset: {script_args.tiny_model_preset!r} unknown; known: {', '.join(PRESETS)}")
+
+    quantized = model_args.load_in_4bit or model_args.load_in_8bit
+    if quantized and not model_args.use_peft:
+        raise ConfigError(
+            "load_in_4bit/load_in_8bit: a quantized base cannot be fine-tuned in full; set use_peft: true (QLoRA)"
+        )
+    if script_args.lora_target not in LORA_TARGETS:
+        raise ConfigError(f"lora_target: {script_args.lora_target!r} unknown; expected one of {', '.join(LORA_TARGETS)}")
+    if model_args.use_peft and model_args.lora_r <= 0:
+        raise ConfigError(f"lora_r: must be positive, got {model_args.lora_r}")
+    if model_args.dtype not in (None, "auto", "float32", "bfloat16", "float16"):
+        raise ConfigError(f"dtype: {model_args.dtype!r} unknown; expected auto, float32, bfloat16 or float16")
+    if training_args.trust_remote_code:
+        logger.warning("trust_remote_code is on: the model folder may run arbitrary code")
+    if script_args.sample_log_every < 0 or script_args.sample_log_count < 0:
+        raise ConfigError("sample_log_every / sample_log_count: must be ≥ 0")
+
+    ckpt = training_args.resume_from_checkpoint
+    if ckpt not in (None, "", "true", "True", "false", "False") and not Path(ckpt).is_dir():
+        raise ConfigError(f"resume_from_checkpoint: {ckpt!r} is not a checkpoint folder")
+
+
+def sft_prompt_template(script_args: SFTScriptArguments) -> str:
+    return script_args.prompt_template or DEFAULT_SFT_PROMPT[script_args.target_mode]
+
+
+def validate_sft_args(script_args: SFTScriptArguments, training_args, model_args) -> None:
+    """Check every SFT option; raise :class:`ConfigError` on the first bad one."""
+    if script_args.target_mode not in SFT_TARGET_MODES:
+        raise ConfigError(
+            f"target_mode: {script_args.target_mode!r} unknown; expected one of {', '.join(SFT_TARGET_MODES)}"
+        )
+    _validate_common(script_args, training_args, model_args)
+    template = sft_prompt_template(script_args)
+    asks_for = formats.PROMPT_SPECS[template]["target_mode"]
+    if asks_for != script_args.target_mode:
+        raise ConfigError(
+            f"prompt_template {template!r} asks for a {asks_for!r} completion but target_mode is "
+            f"{script_args.target_mode!r}; use prompt_template {DEFAULT_SFT_PROMPT[script_args.target_mode]!r}"
+        )
+    if training_args.max_length is not None:
+        logger.warning(
+            "max_length=%s: truncation that cuts image tokens raises inside the model; max_length: null is safer "
+            "for VLM SFT", training_args.max_length,
+        )
+    if getattr(training_args, "packing", False):
+        raise ConfigError("packing: not supported for vision-language SFT; set packing: false")
+
+
+def validate_grpo_args(script_args: GRPOScriptArguments, training_args, model_args) -> None:
+    """Check every GRPO/RLOO option; raise :class:`ConfigError` on the first bad one."""
+    if script_args.algorithm not in ALGORITHMS:
+        raise ConfigError(f"algorithm: {script_args.algorithm!r} unknown; expected one of {', '.join(ALGORITHMS)}")
+    expected = "GRPOConfig" if script_args.algorithm == "grpo" else "RLOOConfig"
+    if type(training_args).__name__ != expected:
+        raise ConfigError(f"algorithm {script_args.algorithm!r} needs a {expected}, got {type(training_args).__name__}")
+    _validate_common(script_args, training_args, model_args)
+    template = script_args.prompt_template or "wise-train"
+    if formats.PROMPT_SPECS[template]["layout"] == "answer-only":
+        logger.warning("prompt_template %r asks for no rationale: format/self_distillation rewards will be 0", template)
+
+    names = script_args.reward_funcs
+    if not names:
+        raise ConfigError("reward_funcs: empty; name at least one reward (e.g. format, bbox_iou)")
+    known = _known_rewards()
+    for i, name in enumerate(names):
+        if "." in name or ":" in name:
+            _import_dotted(_reward_spec(name).replace(":", "."), f"reward_funcs[{i}]")
+        elif name not in known:
+            raise ConfigError(f"reward_funcs[{i}]: {name!r} is not a known reward; known: {', '.join(sorted(known))} "
+                              "(or a dotted path module.function)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"reward_funcs: {names} lists a reward twice (their log keys would collide)")
+    weights = training_args.reward_weights
+    if weights is not None and len(weights) != len(names):
+        raise ConfigError(
+            f"reward_weights: {len(weights)} weights {list(weights)} for {len(names)} reward_funcs {names}; "
+            "give one weight per function"
+        )
+    options = reward_options(script_args)
+    for key, value in options.items():
+        if key not in names:
+            raise ConfigError(f"reward_options: {key!r} is not one of reward_funcs {names}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"reward_options.{key}: must be a mapping of keyword arguments, got {value!r}")
+
+    if training_args.remove_unused_columns:
+        raise ConfigError("remove_unused_columns: must be false for GRPO/RLOO (ground-truth columns feed the rewards)")
+    if training_args.num_generations is not None and training_args.num_generations < 2:
+        raise ConfigError(f"num_generations: needs ≥ 2 for group-relative advantages, got {training_args.num_generations}")
+    gbs = training_args.generation_batch_size
+    if gbs is not None and training_args.num_generations and gbs % training_args.num_generations:
+        raise ConfigError(
+            f"generation_batch_size ({gbs}) is not divisible by num_generations ({training_args.num_generations})"
+        )
+    if (training_args.max_completion_length or 0) <= 0:
+        raise ConfigError(f"max_completion_length: must be positive, got {training_args.max_completion_length}")
+    if training_args.temperature <= 0:
+        raise ConfigError(f"temperature: must be > 0 for sampling rollouts, got {training_args.temperature}")
+    if getattr(training_args, "beta", 0.0) < 0:
+        raise ConfigError(f"beta: the KL coefficient must be ≥ 0, got {training_args.beta}")
+    if model_args.load_in_4bit and training_args.use_vllm:
+        raise ConfigError("use_vllm: vLLM rollouts do not work with a 4-bit base + LoRA (trl#3654); set use_vllm: false")
+
+
+def reward_options(script_args: GRPOScriptArguments) -> dict[str, dict]:
+    """``reward_options`` as a mapping (a JSON string from the command line is decoded)."""
+    opts = script_args.reward_options
+    if opts is None or opts == "":
+        return {}
+    if isinstance(opts, str):
+        try:
+            opts = json.loads(opts)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"reward_options: not valid JSON ({exc}): {opts!r}") from exc
+    if not isinstance(opts, dict):
+        raise ConfigError(f"reward_options: must be a mapping name → options, got {type(opts).__name__}")
+    return opts
+
+
+def _known_rewards() -> set[str]:
+    from rewards import available_rewards
+
+    return set(available_rewards())
+
+
+def _import_dotted(path: str, where: str):
+    module_path, _, attr = path.rpartition(".")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as exc:
+        raise ConfigError(f"{where}: cannot import module {module_path!r} ({exc})") from exc
+    if not hasattr(module, attr):
+        raise ConfigError(f"{where}: module {module_path!r} has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------
+def load_training_dataset(script_args: WiseScriptArguments):
+    """The training rows in the sample schema (``datasets.Dataset``)."""
+    spec = script_args.dataset
+    if spec == "shapeworld":
+        from wise_rl.data.shapeworld import generate_dataset
+
+        dd = generate_dataset(
+            n_train=script_args.shapeworld_rows, n_test=0, seed=script_args.shapeworld_seed,
+            image_size=script_args.shapeworld_image_size,
+        )
+        ds = dd["train"]
+        if script_args.dataset_limit is not None:
+            ds = ds.select(range(min(script_args.dataset_limit, len(ds))))
+        return ds
+    from wise_rl.data.loaders import load_source
+
+    ds = load_source(
+        spec, split=script_args.dataset_split, model_size=script_args.model_size,
+        skip_invalid=script_args.skip_invalid, limit=script_args.dataset_limit,
+    )
+    if len(ds) == 0:
+        raise ConfigError(f"dataset: {spec!r} (split {script_args.dataset_split!r}) has no rows")
+    return ds
+
+
+def _user_turn(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def sft_rows(dataset, prompt_template: str, target_mode: str = "wise"):
+    """SFT rows ``{"image", "prompt": [user turn], "completion": [assistant turn]}`` from sample-schema rows.
+
+    The target is ``formats.build_target(concise, answer_dict(gt_bbox, gt_points), detailed, target_mode)``.
+    A row without the rationale the mode needs (``concise`` and ``detailed`` for ``wise``, ``detailed`` for
+    ``verbose``) raises a ``ValueError`` naming its id: build rationales first with ``wise-rl build-sft``.
+    """
+    if target_mode not in SFT_TARGET_MODES:
+        raise ValueError(f"target_mode {target_mode!r} unknown; expected one of {', '.join(SFT_TARGET_MODES)}")
+    formats.render_prompt(prompt_template, "probe")  # unknown template → ValueError now, not inside map
+    needed = {"wise": ("concise", "detailed"), "verbose": ("detailed",), "answer": ()}[target_mode]
+    missing_cols = [c for c in ("query", "gt_bbox", "gt_points", *needed) if c not in dataset.column_names]
+    if missing_cols:
+        raise ValueError(f"SFT data lacks column(s) {missing_cols} needed for target_mode {target_mode!r}")
+
+    def convert(row_id, query, bbox, points, concise=None, detailed=None):
+        for name, value in (("concise", concise), ("detailed", detailed)):
+            if name in needed and not (value or "").strip():
+                raise ValueError(
+                    f"SFT row {row_id!r}: empty {name!r} rationale (target_mode {target_mode!r}); "
+                    "build rationales with `wise-rl build-sft` first"
+                )
+        target = formats.build_target(concise or "", formats.answer_dict(bbox, points), detailed or "", target_mode)
+        return {
+            "prompt": _user_turn(formats.render_prompt(prompt_template, query)),
+            "completion": [{"role": "assistant", "content": target}],
+        }
+
+    inputs = ["id", "query", "gt_bbox", "gt_points", "concise", "detailed"]
+    inputs = [c for c in inputs if c in dataset.column_names]
+    if "id" not in inputs:
+        dataset = dataset.add_column("id", [str(i) for i in range(len(dataset))])
+        inputs.insert(0, "id")
+
+    def fn(*cols):
+        kw = dict(zip(inputs, cols))
+        return convert(kw["id"], kw["query"], kw["gt_bbox"], kw["gt_points"], kw.get("concise"), kw.get("detailed"))
+
+    drop = [c for c in dataset.column_names if c != "image"]
+    return dataset.map(fn, input_columns=inputs, remove_columns=drop, desc="SFT rows")
+
+
+def grpo_rows(dataset, prompt_template: str = "wise-train"):
+    """GRPO/RLOO rows: every sample-schema column kept (``image`` plus ``gt_*`` for the rewards) and a
+    conversational ``prompt`` (the user turn; TRL inserts the image placeholder before its text)."""
+    formats.render_prompt(prompt_template, "probe")
+    if "query" not in dataset.column_names or "image" not in dataset.column_names:
+        raise ValueError(f"GRPO data needs 'query' and 'image' columns, has {dataset.column_names}")
+    drop = ["prompt"] if "prompt" in dataset.column_names else []
+    return dataset.map(
+        lambda q: {"prompt": _user_turn(formats.render_prompt(prompt_template, q))},
+        input_columns=["query"], remove_columns=drop, desc="GRPO rows",
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model, processor, PEFT, quantization
+# ----------------------------------------------------------------------------------------------------------------
+def ensure_model(script_args: WiseScriptArguments, model_args) -> str:
+    """The model path; builds a random-weight preset there first when ``tiny_model_preset`` asks for it."""
+    path = model_args.model_name_or_path
+    if script_args.tiny_model_preset and not (Path(path) / "config.json").is_file():
+        from accelerate import PartialState
+
+        from wise_rl.models import build_tiny_model
+
+        with PartialState().main_process_first():
+            if not (Path(path) / "config.json").is_file():
+                logger.info("building a random-weight %r model in %s", script_args.tiny_model_preset, path)
+                build_tiny_model(path, preset=script_args.tiny_model_preset, seed=0,
+                                 image_size=script_args.shapeworld_image_size)
+    return path
+
+
+def build_processor(script_args: WiseScriptArguments, model_args):
+    from wise_rl.models import load_processor
+
+    return load_processor(
+        model_args.model_name_or_path, min_pixels=script_args.image_min_pixels,
+        max_pixels=script_args.image_max_pixels,
+    )
+
+
+def quantization_config(model_args):
+    """bitsandbytes config from ``load_in_4bit`` (``bnb_4bit_quant_type`` nf4|fp4) or ``load_in_8bit``; None off."""
+    from wise_rl.models import quantization_config as qc
+
+    dtype = None if model_args.dtype in (None, "auto") else model_args.dtype
+    if model_args.load_in_4bit:
+        return qc(model_args.bnb_4bit_quant_type, dtype)
+    if model_args.load_in_8bit:
+        return qc("int8", dtype)
+    return None
+
+
+def peft_config(script_args: WiseScriptArguments, model_args):
+    """A LoRA config when ``use_peft``: explicit ``lora_target_modules`` win (``trl.get_peft_config``), otherwise
+    :func:`wise_rl.models.lora_config` with ``lora_target`` (language model only by default)."""
+    if not model_args.use_peft:
+        return None
+    if model_args.lora_target_modules:
+        from trl import get_peft_config
+
+        return get_peft_config(model_args)
+    from wise_rl.models import lora_config
+
+    cfg = lora_config(r=model_args.lora_r, alpha=model_args.lora_alpha, dropout=model_args.lora_dropout,
+                      target=script_args.lora_target)
+    cfg.use_rslora, cfg.use_dora = model_args.use_rslora, model_args.use_dora
+    if model_args.lora_modules_to_save:
+        cfg.modules_to_save = model_args.lora_modules_to_save
+    return cfg
+
+
+def model_init_kwargs(training_args, model_args) -> dict[str, Any]:
+    """``model_init_kwargs`` for TRL (the model is passed as a path): dtype, attention, revision, remote code off;
+    4-/8-bit models on GPU are placed whole on this process's device (``{"": local_process_index}``)."""
+    kwargs: dict[str, Any] = {
+        "revision": model_args.model_revision,
+        "dtype": model_args.dtype or "float32",
+        "trust_remote_code": bool(training_args.trust_remote_code),
+    }
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        import torch
+
+        if torch.cuda.is_available():
+            from accelerate import PartialState
+
+            kwargs["device_map"] = {"": PartialState().local_process_index}
+    kwargs.update(training_args.model_init_kwargs or {})
+    return kwargs
+
+
+def maybe_init_cpu_deepspeed() -> None:
+    """DeepSpeed on CPU (``DS_ACCELERATOR=cpu``): start the gloo process group before the trainer is built
+    (ZeRO-3 with a reference model, ``beta > 0``, otherwise hangs or fails; FIELD_NOTES §3)."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+        return
+    if os.environ.get("DS_ACCELERATOR") != "cpu":
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and not dist.is_initialized():
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rewards
+# ----------------------------------------------------------------------------------------------------------------
+def _reward_spec(name: str) -> str:
+    """A dotted ``module.function`` becomes the registry's ``module:function`` form; names pass through."""
+    if "." in name and ":" not in name:
+        module, _, attr = name.rpartition(".")
+        return f"{module}:{attr}"
+    return name
+
+
+def build_reward_funcs(script_args: GRPOScriptArguments, tokenizer=None, layout: str = "three-stage") -> list:
+    """The reward callables in ``reward_funcs`` order, built by ``rewards.get_reward(name, **reward_options[name])``
+    (registry names, or dotted paths ``module.function`` / ``module:function``). Rewards that accept a
+    ``tokenizer`` option (self_distillation, brevity, …) get the policy's tokenizer unless the options name one.
+
+    The first function is wrapped by :func:`with_length_diagnostics`, which logs completion-part lengths."""
+    from rewards import get_reward
+
+    if os.getcwd() not in sys.path:  # dotted paths relative to the launch folder, as TRL's scripts allow
+        sys.path.insert(0, os.getcwd())
+    options = reward_options(script_args)
+    funcs = []
+    for i, name in enumerate(script_args.reward_funcs):
+        opts = dict(options.get(name, {}))
+        spec = _reward_spec(name)
+        try:
+            if tokenizer is not None and "tokenizer" not in opts:
+                try:
+                    func = get_reward(spec, tokenizer=tokenizer, **opts)
+                except TypeError as exc:  # this reward takes no tokenizer option
+                    if "tokenizer" not in str(exc):
+                        raise
+                    func = get_reward(spec, **opts)
+            else:
+                func = get_reward(spec, **opts)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"reward_funcs[{i}] {name!r} (options {opts}): {exc}") from exc
+        funcs.append(func)
+    if funcs:
+        funcs[0] = with_length_diagnostics(funcs[0], tokenizer, layout)
+    return funcs
+
+
+def completion_lengths(completion, tokenizer=None, layout: str = "three-stage") -> dict[str, int]:
+    """Lengths of a completion's parts: ``think`` (the <think> content: concise for WISE), ``d_think`` and ``answer``
+    in tokens (``tokenizer``) or whitespace words (no tokenizer). Unparseable parts count 0."""
+    parsed = formats.parse_completion(completion, "three-stage" if layout == "three-stage" else "think-answer")
+    text = formats.completion_text(completion)
+    if parsed.concise is None:  # format failed: locate the think block loosely
+        i, j = text.find(formats.THINK_OPEN), text.find(formats.THINK_CLOSE)
+        think = text[i + len(formats.THINK_OPEN): j] if 0 <= i < j else ""
+    else:
+        think = parsed.concise
+
+    def count(s: str | None) -> int:
+        if not s:
+            return 0
+        if tokenizer is None:
+            return len(s.split())
+        return len(tokenizer(s, add_special_tokens=False)["input_ids"])
+
+    return {"think": count(think), "d_think": count(parsed.detailed), "answer": count(parsed.answer_text)}
+
+
+def with_length_diagnostics(func, tokenizer=None, layout: str = "three-stage"):
+    """Wrap a reward function so that each call also logs, through TRL's ``log_metric``, the mean think / d_think /
+    answer lengths of the batch (``completions/think_tokens`` …). The reward values are unchanged."""
+
+    @functools.wraps(func)
+    def wrapped(*args, **kwargs):
+        log_metric = kwargs.get("log_metric")
+        completions = kwargs.get("completions")
+        if log_metric is not None and completions:
+            lengths = [completion_lengths(c, tokenizer, layout) for c in completions]
+            for part in ("think", "d_think", "answer"):
+                log_metric(f"completions/{part}_tokens", sum(d[part] for d in lengths) / len(lengths))
+        return func(*args, **kwargs)
+
+    wrapped.__name__ = getattr(func, "__name__", type(func).__name__)
+    return wrapped
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints and resume
+# ----------------------------------------------------------------------------------------------------------------
+TRAINER_STATE = "trainer_state.json"
+
+
+def is_complete_checkpoint(path) -> bool:
+    """A checkpoint is complete once ``trainer_state.json`` exists: transformers writes it last."""
+    return (Path(path) / TRAINER_STATE).is_file()
+
+
+def last_complete_checkpoint(output_dir, quarantine: bool = True) -> str | None:
+    """The highest ``checkpoint-N`` in ``output_dir`` that is complete. Incomplete ones (a run killed while
+    saving) are renamed ``checkpoint-N.incomplete-<time>`` when ``quarantine`` (so a later save of step N does not
+    mix with stale files) and reported with a warning."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    out = Path(output_dir)
+    if not out.is_dir():
+        return None
+    ckpts = []
+    for child in out.iterdir():
+        name = child.name
+        if child.is_dir() and name.startswith(PREFIX_CHECKPOINT_DIR + "-") and name.split("-")[-1].isdigit():
+            ckpts.append((int(name.split("-")[-1]), child))
+    best = None
+    for _step, child in sorted(ckpts):
+        if is_complete_checkpoint(child):
+            best = child
+        else:
+            logger.warning("checkpoint %s is incomplete (no %s): skipped", child, TRAINER_STATE)
+            if quarantine:
+                child.rename(child.with_name(f"{child.name}.incomplete-{int(time.time())}"))
+    return None if best is None else str(best)
+
+
+def resolve_resume(script_args: WiseScriptArguments, training_args) -> str | None:
+    """The checkpoint to resume from: ``resume_from_checkpoint`` (a folder, or ``true`` = last in output_dir), else
+    the last complete checkpoint in output_dir when ``resume`` (the default), else None (fresh start)."""
+    from accelerate import PartialState
+
+    requested = training_args.resume_from_checkpoint
+    if requested in ("false", "False", False):
+        return None
+    state = PartialState()
+    if requested not in (None, "", "true", "True", True):
+        if not is_complete_checkpoint(requested):
+            raise ConfigError(f"resume_from_checkpoint: {requested} is not a complete checkpoint (no {TRAINER_STATE})")
+        return str(requested)
+    if requested in ("true", "True", True) or script_args.resume:
+        with state.main_process_first():  # only the main process renames incomplete folders
+            last = last_complete_checkpoint(training_args.output_dir, quarantine=state.is_main_process)
+        if last is None and requested in ("true", "True", True):
+            raise ConfigError(f"resume_from_checkpoint: true, but {training_args.output_dir} has no complete checkpoint")
+        if last is not None:
+            logger.info("resuming from %s", last)
+        return last
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Logging
+# ----------------------------------------------------------------------------------------------------------------
+def _trainer_callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class SampleCompletionsCallback(_trainer_callback_base()):
+    """Every ``every`` optimizer steps, generate greedily for ``rows`` (fixed training prompts) and append
+    ``{"step", "id", "prompt", "target", "completion"}`` lines to ``output_dir/samples.jsonl``; also logs them.
+
+    All processes generate (ZeRO-3 needs every rank inside ``generate``); the main process writes.
+    """
+
+    def __init__(self, processor, rows: list[dict], every: int, max_new_tokens: int = 128):
+        self.processor, self.rows, self.every, self.max_new_tokens = processor, rows, every, max_new_tokens
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every <= 0 or not self.rows or state.global_step % self.every or model is None:
+            return
+        import torch
+        from trl.data_utils import prepare_multimodal_messages
+
+        records = []
+        was_training = model.training
+        model.eval()
+        try:
+            for row in self.rows:
+                messages = prepare_multimodal_messages(row["prompt"], images=[row["image"]])
+                text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                enc = self.processor(text=[text], images=[row["image"]], return_tensors="pt")
+                enc = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in enc.items()}
+                with torch.no_grad():
+                    out = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False)
+                completion = self.processor.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                records.append({"step": state.global_step, "id": row.get("id"),
+                                "target": formats.completion_text(row.get("completion")), "completion": completion})
+        finally:
+            if was_training:
+                model.train()
+        if state.is_world_process_zero:
+            path = Path(args.output_dir) / "samples.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                for rec in records:
+                    f.write(json.dumps(rec) + "\n")
+            for rec in records:
+                logger.info("step %d sample %s: %s", rec["step"], rec["id"], rec["completion"][:300])
+
+
+def sample_rows(dataset, count: int) -> list[dict]:
+    """The first ``count`` rows as plain dicts (for :class:`SampleCompletionsCallback`)."""
+    rows = []
+    for i in range(min(count, len(dataset))):
+        row = dict(dataset[i])
+        row.setdefault("id", str(i))
+        rows.append(row)
+    return rows
+
+
+def configure_logging(training_args) -> None:
+    """Python / transformers / datasets log levels from ``log_level`` (main process) like open-r1."""
+    import datasets
+    import transformers
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    logging.getLogger("wise_rl").setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+
+
+def describe_model(model) -> dict[str, Any]:
+    """Parameter counts and quantization of the model a trainer holds (logged by the recipes)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    quantized = "4bit" if getattr(model, "is_loaded_in_4bit", False) else (
+        "8bit" if getattr(model, "is_loaded_in_8bit", False) else None)
+    return {"trainable_params": trainable, "total_params": total, "quantized": quantized,
+            "peft": hasattr(model, "peft_config")}
+
+
+def save_final(trainer, processor, output_dir) -> None:
+    """Save the final model (adapter when PEFT) + processor into ``output_dir``, then a ``DONE`` marker."""
+    trainer.save_model(output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(output_dir)
+        Path(output_dir, "DONE").write_text(json.dumps({"global_step": trainer.state.global_step}) + "\n")
+    trainer.accelerator.wait_for_everyone()
