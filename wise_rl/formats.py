@@ -289,8 +289,9 @@ _TEMPLATES: dict[str, str] = {
     + _JSON
     + "i.e., <think> thinking process here </think>"
     + "<answer>{answer}</answer>",
-    # Grounding only (used to pre-train the ShapeWorld base model): no rationale.
-    "answer-only": _FIND + _JSON + "i.e., <answer>{answer}</answer>",
+    # Grounding only (pre-trains the ShapeWorld base model): no rationale, and short, because on a CPU the prompt
+    # length sets the cost of every pre-training step.
+    "answer-only": "Find '{question}'. Answer with its bbox and two points in JSON inside <answer> </answer>.",
 }
 
 # What each template asks the model to produce: the layout to parse, the stop string at inference and whether

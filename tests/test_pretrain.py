@@ -1,0 +1,118 @@
+"""``wise-rl pretrain-base``: a few steps on the tiny preset write a loadable model, a card with the metrics keys,
+and the loss goes down; the schedule and the box scores follow their formulas."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from wise_rl.pretrain import (
+    CARD_JSON,
+    CARD_MD,
+    PretrainConfig,
+    TrainClock,
+    box_scores,
+    lr_lambda,
+)
+
+
+def test_lr_schedule_warmup_then_cosine_over_steps():
+    config = PretrainConfig(out="x", max_steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    f = lr_lambda(config, TrainClock())
+    assert f(0) == pytest.approx(0.1)
+    assert f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.1)))
+    assert f(50) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert f(100) == pytest.approx(0.1)
+    assert f(1000) == pytest.approx(0.1)  # clamped past the end
+
+
+def test_lr_schedule_follows_the_time_budget():
+    config = PretrainConfig(out="x", minutes=1.0, warmup_steps=0, min_lr_ratio=0.0)
+    clock = TrainClock()
+    f = lr_lambda(config, clock)
+    clock.start -= 30.0  # half of the one-minute budget has passed
+    assert f(5) == pytest.approx(0.5, abs=0.02)
+    clock.paused += 30.0  # paused time (curve evals) does not count
+    assert f(5) == pytest.approx(1.0, abs=0.02)
+
+
+def test_box_scores_hand_computed():
+    gt = [[0, 0, 9, 9], [0, 0, 9, 9], [10, 10, 19, 19]]
+    answers = [{"bbox": [0, 0, 9, 9]}, {"bbox": [0, 0, 9, 4]}, None]  # IoU 1, 0.5 (not > 0.5), failed parse
+    s = box_scores(answers, gt)
+    assert s["n"] == 3
+    assert s["box_acc50"] == pytest.approx(1 / 3)
+    assert s["box_mean_iou"] == pytest.approx((1 + 0.5 + 0) / 3)
+    with pytest.raises(ValueError, match="answers"):
+        box_scores(answers[:2], gt)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({}, "budget"),
+    ({"max_steps": 0}, "max-steps"),
+    ({"minutes": -1}, "minutes"),
+    ({"max_steps": 5, "batch_size": 0}, "batch-size"),
+    ({"max_steps": 5, "lr": 0}, "lr"),
+])
+def test_config_rejects_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PretrainConfig(out="x", **kwargs).validate()
+
+
+def test_cli_refuses_a_run_without_budget(tmp_path):
+    from wise_rl.cli import main
+
+    with pytest.raises(SystemExit, match="budget"):
+        main(["pretrain-base", "--out", str(tmp_path / "m")])
+
+
+@pytest.mark.slow
+def test_pretrain_base_tiny_writes_model_and_card(tmp_path, capsys, tiny_model_dir):
+    from wise_rl.cli import main
+    from wise_rl.models import load_model, load_processor
+
+    out = tmp_path / "base"
+    rc = main(["pretrain-base", "--out", str(out), "--init", str(tiny_model_dir), "--max-steps", "40", "--batch-size", "4",
+               "--lr", "5e-3", "--warmup-steps", "5", "--logging-steps", "5", "--chunk", "32", "--eval-n", "8",
+               "--eval-batch-size", "8", "--max-new-tokens", "40", "--seed", "3", "--quiet"])
+    assert rc == 0
+    assert f"{out}/{CARD_MD}" in capsys.readouterr().out
+
+    # loadable: weights (safetensors) + processor
+    assert (out / "model.safetensors").is_file()
+    processor = load_processor(out)
+    model = load_model(out)
+    assert model.config.text_config.hidden_size == 16
+    assert processor.tokenizer.decode(processor.tokenizer("<answer>")["input_ids"]) == "<answer>"
+
+    # trained: the saved weights differ from the initial ones
+    init = load_model(tiny_model_dir)
+    changed = [n for (n, p), (_, q) in zip(model.named_parameters(), init.named_parameters())
+               if not torch.equal(p, q)]
+    assert len(changed) > 0.9 * len(list(model.parameters()))
+
+    card = json.loads((out / CARD_JSON).read_text())
+    assert card["steps"] == 40 and card["samples_seen"] == 160 and card["seed"] == 3
+    assert card["command"].startswith(f"wise-rl pretrain-base --out {out} --seed 3 --max-steps 40")
+    assert f"--init {tiny_model_dir}" in card["command"]
+    for key in ("box_acc50", "box_mean_iou", "gIoU", "cIoU", "acc50", "format_valid"):
+        assert key in card["metrics"] and card["metrics"][key] is not None, key
+    assert card["metrics"]["n"] == 8
+    assert {"random_shape", "centre_box"} <= set(card["baselines"])
+    assert 0 <= card["baselines"]["random_shape"]["acc@0.5"] <= 1
+    for key in ("cpu_count", "torch_threads", "platform"):
+        assert key in card["machine"]
+    t = card["throughput"]
+    assert t["train_samples_per_s"] > 0 and t["data_samples_per_s"] > 0 and 0 < t["data_share"] < 1
+    assert card["wall_s"] >= card["train_s"] > 0
+
+    losses = [h["loss"] for h in card["loss_history"]]
+    assert len(losses) == 8
+    assert losses[-1] < losses[0] - 0.5, losses
+    assert (out / "eval" / "metrics.json").is_file()
+    md = (out / CARD_MD).read_text()
+    assert card["command"] in md and "random shape" in md

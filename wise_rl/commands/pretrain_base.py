@@ -1,0 +1,68 @@
+"""``wise-rl pretrain-base``: train the ShapeWorld base model (grounding only, no rationale) from random init, then
+evaluate it on held-out scenes and write ``model_card.md`` + ``card.json`` next to the weights."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from wise_rl.models import PRESETS
+    from wise_rl.pretrain import PretrainConfig
+
+    d = PretrainConfig(out="")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the model, processor and card")
+    budget = parser.add_argument_group("budget (at least one; both: whichever is reached first)")
+    budget.add_argument("--minutes", type=float, default=None, help="training wall-time budget in minutes "
+                        "(the cosine schedule anneals over it; curve evaluations do not count)")
+    budget.add_argument("--max-steps", type=int, default=None, help="number of optimizer steps")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=d.preset, help=f"model size (default {d.preset})")
+    parser.add_argument("--init", default=None, metavar="DIR",
+                        help="continue from this model folder instead of a random-weight preset")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, scenes and test split (default 0)")
+    parser.add_argument("--image-size", type=int, default=d.image_size,
+                        help=f"ShapeWorld image side, a multiple of 28 (default {d.image_size})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    parser.add_argument("--min-lr-ratio", type=float, default=d.min_lr_ratio,
+                        help=f"final lr / peak lr of the cosine (default {d.min_lr_ratio})")
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help=f"default {d.warmup_steps}")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay}")
+    parser.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help=f"default {d.max_grad_norm}")
+    parser.add_argument("--chunk", type=int, default=d.chunk, help=f"scenes rendered at a time (default {d.chunk})")
+    parser.add_argument("--eval-n", type=int, default=d.eval_n,
+                        help=f"held-out test scenes for the final evaluation, 0 to skip (default {d.eval_n})")
+    parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help=f"default {d.eval_batch_size}")
+    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"default {d.max_new_tokens}")
+    parser.add_argument("--curve-every", type=float, default=None, metavar="MIN",
+                        help="evaluate on --curve-n held-out scenes every MIN training minutes (learning curve)")
+    parser.add_argument("--curve-n", type=int, default=d.curve_n, help=f"default {d.curve_n}")
+    parser.add_argument("--logging-steps", type=int, default=d.logging_steps, help=f"default {d.logging_steps}")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on CPU: faster for this model size, "
+                        "see wise_rl.pretrain)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from wise_rl.pretrain import CARD_MD, PretrainConfig, pretrain
+
+    config = PretrainConfig(
+        out=args.out, preset=args.preset, seed=args.seed, image_size=args.image_size, minutes=args.minutes,
+        max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+        chunk=args.chunk, eval_n=args.eval_n, eval_batch_size=args.eval_batch_size,
+        max_new_tokens=args.max_new_tokens, curve_every=args.curve_every, curve_n=args.curve_n,
+        logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise SystemExit(f"wise-rl pretrain-base: {exc}") from None
+    card = pretrain(config)
+    print(json.dumps({"out": args.out, "steps": card["steps"], "samples_seen": card["samples_seen"],
+                      "train_s": card["train_s"], "throughput": card["throughput"], "metrics": card["metrics"],
+                      "baselines": card["baselines"]}, indent=2))
+    print(f"card: {args.out}/{CARD_MD}")
+    return 0
