@@ -65,22 +65,8 @@ def main(script_args, training_args, model_args) -> dict:
         callbacks=callbacks,
     )
 
-    model_info = training.describe_model(trainer.model)
-    logger.info("model: %s", model_info)
-
     # ---- train (resuming when a complete checkpoint exists) and save
-    checkpoint = training.resolve_resume(script_args, training_args)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    metrics = dict(result.metrics)
-    metrics["train_samples"] = len(train_rows)
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
-    trainer.save_state()
-    training.save_final(trainer, processor, training_args.output_dir)
-    logger.info("model saved to %s", training_args.output_dir)
-    if hasattr(trainer, "end"):
-        trainer.end()
-    return {"global_step": trainer.state.global_step, "resumed_from": checkpoint, **model_info, **metrics}
+    return training.train_and_save(trainer, processor, script_args, training_args, train_rows)
 
 
 if __name__ == "__main__":

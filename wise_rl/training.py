@@ -861,3 +861,24 @@ def save_final(trainer, processor, output_dir) -> None:
         processor.save_pretrained(output_dir)
         Path(output_dir, "DONE").write_text(json.dumps({"global_step": trainer.state.global_step}) + "\n")
     trainer.accelerator.wait_for_everyone()
+
+
+def train_and_save(trainer, processor, script_args: WiseScriptArguments, training_args, train_rows) -> dict[str, Any]:
+    """Train (resuming from the last complete checkpoint when there is one), save metrics, state and the final model.
+
+    Returns the run's summary: ``global_step``, ``resumed_from``, the model description and the train metrics.
+    """
+    model_info = describe_model(trainer.model)
+    logger.info("model: %s", model_info)
+    checkpoint = resolve_resume(script_args, training_args)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = dict(result.metrics)
+    metrics["train_samples"] = len(train_rows)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    save_final(trainer, processor, training_args.output_dir)
+    logger.info("model saved to %s", training_args.output_dir)
+    if hasattr(trainer, "end"):
+        trainer.end()
+    return {"global_step": trainer.state.global_step, "resumed_from": checkpoint, **model_info, **metrics}
