@@ -30,12 +30,20 @@ logger = logging.getLogger("recipes.grpo")
 
 
 def main(script_args, training_args, model_args) -> dict:
-    from trl import GRPOTrainer, RLOOTrainer
-
     # ---- checks first: nothing heavy is loaded when a value is wrong
     training.validate_grpo_args(script_args, training_args, model_args)
     training.configure_logging(training_args)
     training.maybe_init_cpu_deepspeed()
+    trainer, processor, train_rows = build_trainer(script_args, training_args, model_args)
+
+    # ---- train (resuming when a complete checkpoint exists) and save
+    return training.train_and_save(trainer, processor, script_args, training_args, train_rows)
+
+
+def build_trainer(script_args, training_args, model_args):
+    """data → model → rewards → trainer, for validated arguments (``wise-rl bench grpo-step`` times this too)."""
+    from trl import GRPOTrainer, RLOOTrainer
+
     prompt_template = script_args.prompt_template or "wise-train"
     layout = formats.PROMPT_SPECS[prompt_template]["layout"]
     if script_args.sample_log_every > 0:  # TRL writes completions (parquet, and a table when rich is installed)
@@ -67,9 +75,7 @@ def main(script_args, training_args, model_args) -> dict:
         peft_config=training.peft_config(script_args, model_args),
         quantization_config=training.quantization_config(model_args),
     )
-
-    # ---- train (resuming when a complete checkpoint exists) and save
-    return training.train_and_save(trainer, processor, script_args, training_args, train_rows)
+    return trainer, processor, train_rows
 
 
 if __name__ == "__main__":
