@@ -1,0 +1,211 @@
+"""``wise-rl demo``: profiles, the same-budget rule, the missing-base error, and the smoke profile end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wise_rl import demo
+
+VARIANT_KEYS = ("gIoU", "cIoU", "acc50", "format_valid", "think_tokens_mean", "completion_tokens_mean",
+                "latency_s_mean")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Missing base
+# ----------------------------------------------------------------------------------------------------------------
+def test_missing_base_fails_at_once_with_the_command_to_create_it(tmp_path):
+    with pytest.raises(demo.DemoError) as err:
+        demo.run_demo(out=tmp_path / "run", base=tmp_path / "no-such-model", profile="smoke", progress=False)
+    msg = str(err.value)
+    assert str(tmp_path / "no-such-model") in msg
+    assert "wise-rl pretrain-base --out wise_rl/assets/shapeworld-base" in msg
+    assert not (tmp_path / "run").exists()  # failed before doing anything
+
+
+def test_missing_embedded_base_through_the_cli(tmp_path, monkeypatch):
+    from wise_rl import cli
+
+    monkeypatch.setattr(demo, "DEFAULT_BASE", tmp_path / "assets" / "shapeworld-base")
+    with pytest.raises(SystemExit) as err:
+        cli.main(["demo", "--smoke", "--out", str(tmp_path / "run"), "--quiet"])
+    msg = str(err.value)
+    assert msg.startswith("wise-rl demo: no base model at")
+    assert "embedded ShapeWorld base model" in msg
+    assert "wise-rl pretrain-base --out wise_rl/assets/shapeworld-base" in msg
+
+
+def test_a_folder_without_weights_is_not_a_base(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(demo.DemoError, match="safetensors"):
+        demo.check_base(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Profiles and the same-budget rule
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["default", "long", "smoke"])
+def test_shipped_profiles_give_both_arms_the_same_budget(name, tmp_path):
+    prof = demo.load_profile(name)
+    run = demo.Run(tmp_path, prof, tmp_path / "base")
+    cfgs = demo.stage_configs(run)
+    # verbose SFT steps = WISE SFT steps + GRPO steps; every stage trains on the same sequences per step
+    assert cfgs["sft_verbose"]["max_steps"] == prof.sft_steps + prof.grpo_steps
+    assert cfgs["sft_wise"]["max_steps"] == prof.sft_steps
+    assert cfgs["grpo_wise"]["max_steps"] == prof.grpo_steps
+    assert len({demo.sequences_per_step(c) for c in cfgs.values()}) == 1
+    # the real recipes' options: the three-stage target and prompt for WISE, verbose for the baseline
+    assert (cfgs["sft_verbose"]["target_mode"], cfgs["sft_verbose"]["prompt_template"]) == ("verbose", "verbose")
+    assert (cfgs["sft_wise"]["target_mode"], cfgs["sft_wise"]["prompt_template"]) == ("wise", "wise-train")
+    assert cfgs["grpo_wise"]["reward_funcs"] == ["format", "answer_schema", "bbox_iou", "bbox_l1", "points",
+                                                 "self_distillation"]
+    # paths point into the run folder; GRPO starts from the WISE SFT output
+    assert cfgs["grpo_wise"]["model_name_or_path"] == str(tmp_path / "wise_sft")
+    assert cfgs["sft_verbose"]["model_name_or_path"] == str(tmp_path / "base")
+    assert all(c["dataset"] == str(tmp_path / "data") for c in cfgs.values())
+
+
+def test_written_configs_parse_with_the_recipe_parsers(tmp_path):
+    from wise_rl import training
+
+    run = demo.Run(tmp_path, demo.load_profile("default"), tmp_path / "base")
+    demo.write_configs(run)
+    script, sft_args, model_args = training.parse_sft_args(["--config", str(run.config_path("sft_wise"))])
+    assert (script.target_mode, sft_args.output_dir) == ("wise", str(tmp_path / "wise_sft"))
+    assert sft_args.max_steps == run.profile.sft_steps
+    script, grpo_args, _ = training.parse_grpo_args(["--config", str(run.config_path("grpo_wise"))])
+    assert grpo_args.max_steps == run.profile.grpo_steps and script.algorithm == "grpo"
+
+
+def _profile(tmp_path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unequal_sequences_per_step_is_an_error(tmp_path):
+    path = _profile(tmp_path, "stages:\n  sft_verbose: {per_device_train_batch_size: 32}\n")
+    run = demo.Run(tmp_path, demo.load_profile(str(path)), tmp_path / "base")
+    with pytest.raises(demo.DemoError, match="same number of sequences per optimizer step"):
+        demo.stage_configs(run)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("budget: {sft_step: 3}\n", "budget.sft_step: unknown key"),
+    ("colour: red\n", "unknown key"),
+    ("stages:\n  sft_wise: {max_steps: 3}\n", "set by the demo itself"),
+    ("stages:\n  dpo: {}\n", "stages:"),
+    ("budget: {grpo_steps: 0}\n", "grpo_steps must be a positive integer"),
+    ("data: {n_test: 10}\neval: {n: 20}\n", "larger than data.n_test"),
+])
+def test_bad_profiles_name_the_key(tmp_path, text, match):
+    with pytest.raises(demo.DemoError, match=match):
+        demo.load_profile(str(_profile(tmp_path, text)))
+
+
+def test_unknown_profile_name_lists_the_known_ones():
+    with pytest.raises(demo.DemoError, match="known: default, long, smoke"):
+        demo.load_profile("huge")
+
+
+def test_a_run_folder_refuses_another_profile(tmp_path):
+    base = tmp_path / "base"
+    demo.Run(tmp_path / "run", demo.load_profile("smoke"), base).check_identity()
+    with pytest.raises(demo.DemoError, match="another profile"):
+        demo.Run(tmp_path / "run", demo.load_profile("default"), base).check_identity()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Targets
+# ----------------------------------------------------------------------------------------------------------------
+def test_targets_are_computed_from_the_variants():
+    variants = {
+        "verbose": {"acc50": 0.62, "format_valid": 1.0, "think_tokens_mean": 80.0, "latency_s_mean": 0.30},
+        "wise": {"acc50": 0.60, "format_valid": 0.97, "think_tokens_mean": 9.0, "latency_s_mean": 0.11},
+        "wise-s": {"acc50": 0.58, "format_valid": 0.90, "think_tokens_mean": 8.0, "latency_s_mean": 0.12},
+    }
+    trend = {"think_tokens": {"first": 9.0, "last": 7.5}}
+    t = demo.evaluate_targets(variants, trend)
+    assert t["wise_s_acc50"]["pass"] and t["wise_s_acc50"]["value"] == 0.58
+    assert not t["wise_s_vs_verbose"]["pass"] and t["wise_s_vs_verbose"]["value"] == pytest.approx(0.04)
+    assert t["format_valid_wise"]["pass"] and not t["format_valid_wise-s"]["pass"]
+    assert t["latency_ratio"]["value"] == pytest.approx(2.5) and not t["latency_ratio"]["pass"]
+    # wise-s below the format target: the think ratio is reached but not counted
+    assert t["think_tokens_ratio"]["value"] == pytest.approx(10.0) and not t["think_tokens_ratio"]["pass"]
+    assert "not counted" in t["think_tokens_ratio"]["note"]
+    variants["wise-s"]["format_valid"] = 0.96
+    t = demo.evaluate_targets(variants, trend)
+    assert t["think_tokens_ratio"]["pass"] and t["format_valid_wise-s"]["pass"]
+    assert t["grpo_concise_shorter"]["pass"]
+    variants["wise-s"]["think_tokens_mean"] = 0.0  # nothing generated: undefined, not infinite
+    t = demo.evaluate_targets(variants, trend)
+    assert t["think_tokens_ratio"]["value"] is None and not t["think_tokens_ratio"]["pass"]
+    assert not demo.evaluate_targets(variants, {"think_tokens": {"first": 7.0, "last": 7.0}})[
+        "grpo_concise_shorter"]["pass"]
+    # within 3 points of a weak verbose arm is not enough: wise-s must also reach 0.50
+    variants["verbose"]["acc50"], variants["wise-s"]["acc50"] = 0.31, 0.30
+    t = demo.evaluate_targets(variants, trend)
+    assert t["wise_s_vs_verbose"]["value"] == pytest.approx(0.01) and not t["wise_s_vs_verbose"]["pass"]
+    variants["verbose"]["acc50"], variants["wise-s"]["acc50"] = 0.61, 0.60
+    assert demo.evaluate_targets(variants, trend)["wise_s_vs_verbose"]["pass"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# End to end (smoke profile, tiny random base)
+# ----------------------------------------------------------------------------------------------------------------
+def _state(folder: Path) -> dict:
+    return json.loads((folder / "trainer_state.json").read_text())
+
+
+@pytest.mark.slow
+def test_smoke_demo_end_to_end_and_resume(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "demo"
+    report = demo.run_demo(out=out, base=tiny_model_dir, profile="smoke", progress=False)
+    prof = demo.load_profile("smoke")
+
+    on_disk = json.loads((out / "report.json").read_text())
+    assert set(on_disk["variants"]) == {"verbose", "wise", "wise-s"}
+    for name, m in on_disk["variants"].items():
+        for key in VARIANT_KEYS:
+            assert key in m, (name, key)
+        assert m["n"] == prof.eval_n
+        assert m["completion_tokens_mean"] > 0 and m["latency_s_mean"] > 0
+    assert on_disk["variants"]["verbose"]["prompt"] == "verbose"
+    assert on_disk["variants"]["wise-s"]["prompt"] == "wise-s"
+    assert on_disk["base"]["source"].startswith("quick eval") and "acc50" in on_disk["base"]
+    assert 0.0 <= on_disk["random_shape_acc50"] <= 1.0
+    assert {"wise_s_acc50", "wise_s_vs_verbose", "think_tokens_ratio", "latency_ratio", "grpo_concise_shorter",
+            "format_valid_wise-s"} <= set(on_disk["targets"])
+    assert all(isinstance(t["pass"], bool) for t in on_disk["targets"].values())
+
+    # both arms trained through the recipes, with the same-budget step counts
+    steps = {"verbose_sft": prof.sft_steps + prof.grpo_steps, "wise_sft": prof.sft_steps,
+             "wise_grpo": prof.grpo_steps}
+    for folder, n in steps.items():
+        assert (out / folder / "model.safetensors").is_file() and (out / folder / "DONE").is_file()
+        assert _state(out / folder)["global_step"] == n
+        assert list((out / folder).glob("checkpoint-*"))
+    grpo_log = _state(out / "wise_grpo")["log_history"]
+    assert any("rewards/self_distillation/mean" in h for h in grpo_log)
+    base_w = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    verbose_w = load_file(str(out / "verbose_sft" / "model.safetensors"))
+    assert any(not (base_w[k] == verbose_w[k]).all() for k in base_w), "verbose SFT did not change the weights"
+
+    for png in ("rewards.png", "lengths.png", "loss.png", "think_tokens_vs_accuracy.png"):
+        assert (out / png).stat().st_size > 1000, png
+    md = (out / "report.md").read_text()
+    assert "| wise-s | wise-s |" in md and "## Targets" in md
+    assert (out / "configs" / "grpo_wise.yaml").is_file()
+
+    # re-running skips every finished stage and reports the same numbers
+    again = demo.run_demo(out=out, base=tiny_model_dir, profile="smoke", progress=False)
+    stages = json.loads((out / "stages.json").read_text())
+    for stage in ("data", "sft_verbose", "sft_wise", "grpo_wise", "eval_verbose", "eval_wise", "eval_wise-s"):
+        assert stages[stage]["status"] == "skipped (done)", stage
+        assert stages[stage]["wall_s"] > 0  # the first run's time is kept
+    assert again["variants"] == report["variants"]
+    assert _state(out / "wise_grpo")["global_step"] == prof.grpo_steps
