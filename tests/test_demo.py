@@ -58,7 +58,7 @@ def test_shipped_profiles_give_both_arms_the_same_budget(name, tmp_path):
     assert len({demo.sequences_per_step(c) for c in cfgs.values()}) == 1
     # the real recipes' options: the three-stage target and prompt for WISE, verbose for the baseline
     assert (cfgs["sft_verbose"]["target_mode"], cfgs["sft_verbose"]["prompt_template"]) == ("verbose", "verbose")
-    assert (cfgs["sft_wise"]["target_mode"], cfgs["sft_wise"]["prompt_template"]) == ("wise", "wise-train")
+    assert (cfgs["sft_wise"]["target_mode"], cfgs["sft_wise"]["prompt_template"]) == ("wise", "wise-train,wise,wise-s")
     assert cfgs["grpo_wise"]["reward_funcs"] == ["format", "answer_schema", "bbox_iou", "bbox_l1", "points",
                                                  "self_distillation"]
     # paths point into the run folder; GRPO starts from the WISE SFT output

@@ -56,6 +56,15 @@ def test_verbose_rows_put_the_detailed_rationale_in_think(train_ds):
     assert "<d_think>" not in rows[0]["completion"][0]["content"]
 
 
+def test_a_template_list_cycles_prompts_over_rows_with_the_same_target(train_ds):
+    rows = training.sft_rows(train_ds, "wise-train, wise-s", "wise")
+    single = training.sft_rows(train_ds, "wise-train", "wise")
+    for i in range(4):
+        name = ("wise-train", "wise-s")[i % 2]
+        assert rows[i]["prompt"][0]["content"] == formats.render_prompt(name, train_ds[i]["query"])
+        assert rows[i]["completion"] == single[i]["completion"]
+
+
 def test_rows_without_a_rationale_fail_naming_the_row(train_ds):
     broken = train_ds.map(lambda r, i: {"concise": "" if i == 3 else r["concise"]}, with_indices=True)
     bad_id = broken[3]["id"]

@@ -164,6 +164,13 @@ def test_prompt_that_asks_for_another_target(base_argv):
     assert "asks for a 'wise' completion but target_mode is 'verbose'" in msg
 
 
+def test_a_template_list_must_match_the_target_mode(base_argv):
+    training.validate_sft_args(*training.parse_sft_args(base_argv + ["--prompt_template", "wise-train,wise-s"]))
+    msg = _sft_error(base_argv + ["--prompt_template", "wise-train,verbose"])
+    assert "'verbose' asks for a 'verbose' completion but target_mode is 'wise'" in msg
+    assert "GRPO takes one template" in _grpo_error(base_argv + ["--prompt_template", "wise-train,wise-s"])
+
+
 def test_missing_dataset(tmp_path):
     (tmp_path / "m").mkdir()
     msg = _sft_error(["--model_name_or_path", str(tmp_path / "m"), "--output_dir", str(tmp_path), "--use_cpu", "true"])

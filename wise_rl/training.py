@@ -82,7 +82,9 @@ class WiseScriptArguments:
     prompt_template: str | None = field(
         default=None,
         metadata={"help": "Prompt template (wise_rl.formats): wise-train, wise, wise-s, verbose, answer-only. "
-                  "Default: wise-train for GRPO; the template matching target_mode for SFT."},
+                  "Default: wise-train for GRPO; the template matching target_mode for SFT. SFT also takes a "
+                  "comma-separated list (e.g. 'wise-train,wise-s'): rows cycle through the templates, all with "
+                  "the same target, so a small model learns the format under every prompt it will be asked with."},
     )
     image_min_pixels: int | None = field(default=None, metadata={"help": "Processor min_pixels (bounds image tokens)."})
     image_max_pixels: int | None = field(default=None, metadata={"help": "Processor max_pixels (bounds image tokens)."})
@@ -278,10 +280,11 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
     if script_args.model_size is not None and script_args.model_size <= 0:
         raise ConfigError(f"model_size: must be positive, got {script_args.model_size}")
 
-    if script_args.prompt_template is not None and script_args.prompt_template not in formats.PROMPT_SPECS:
-        raise ConfigError(
-            f"prompt_template: {script_args.prompt_template!r} is unknown; known: {', '.join(formats.available_prompts())}"
-        )
+    for template in prompt_templates(script_args.prompt_template):
+        if template not in formats.PROMPT_SPECS:
+            raise ConfigError(
+                f"prompt_template: {template!r} is unknown; known: {', '.join(formats.available_prompts())}"
+            )
     lo, hi = script_args.image_min_pixels, script_args.image_max_pixels
     for name, value in (("image_min_pixels", lo), ("image_max_pixels", hi)):
         if value is not None and value <= 0:
@@ -327,6 +330,11 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
         raise ConfigError(f"resume_from_checkpoint: {ckpt!r} is not a checkpoint folder")
 
 
+def prompt_templates(value: str | None) -> list[str]:
+    """Template names from a ``prompt_template`` value: one name or a comma-separated list (None → [])."""
+    return [name.strip() for name in (value or "").split(",") if name.strip()]
+
+
 def sft_prompt_template(script_args: SFTScriptArguments) -> str:
     return script_args.prompt_template or DEFAULT_SFT_PROMPT[script_args.target_mode]
 
@@ -338,13 +346,13 @@ def validate_sft_args(script_args: SFTScriptArguments, training_args, model_args
             f"target_mode: {script_args.target_mode!r} unknown; expected one of {', '.join(SFT_TARGET_MODES)}"
         )
     _validate_common(script_args, training_args, model_args)
-    template = sft_prompt_template(script_args)
-    asks_for = formats.PROMPT_SPECS[template]["target_mode"]
-    if asks_for != script_args.target_mode:
-        raise ConfigError(
-            f"prompt_template {template!r} asks for a {asks_for!r} completion but target_mode is "
-            f"{script_args.target_mode!r}; use prompt_template {DEFAULT_SFT_PROMPT[script_args.target_mode]!r}"
-        )
+    for template in prompt_templates(sft_prompt_template(script_args)):
+        asks_for = formats.PROMPT_SPECS[template]["target_mode"]
+        if asks_for != script_args.target_mode:
+            raise ConfigError(
+                f"prompt_template {template!r} asks for a {asks_for!r} completion but target_mode is "
+                f"{script_args.target_mode!r}; use prompt_template {DEFAULT_SFT_PROMPT[script_args.target_mode]!r}"
+            )
     if training_args.max_length is not None:
         logger.warning(
             "max_length=%s: truncation that cuts image tokens raises inside the model; max_length: null is safer "
@@ -363,6 +371,8 @@ def validate_grpo_args(script_args: GRPOScriptArguments, training_args, model_ar
         raise ConfigError(f"algorithm {script_args.algorithm!r} needs a {expected}, got {type(training_args).__name__}")
     _validate_common(script_args, training_args, model_args)
     template = script_args.prompt_template or "wise-train"
+    if "," in template:
+        raise ConfigError(f"prompt_template: GRPO takes one template, got {template!r}")
     if formats.PROMPT_SPECS[template]["layout"] == "answer-only":
         logger.warning("prompt_template %r asks for no rationale: format/self_distillation rewards will be 0", template)
 
@@ -482,16 +492,21 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise"):
     The target is ``formats.build_target(concise, answer_dict(gt_bbox, gt_points), detailed, target_mode)``.
     A row without the rationale the mode needs (``concise`` and ``detailed`` for ``wise``, ``detailed`` for
     ``verbose``) raises a ``ValueError`` naming its id: build rationales first with ``wise-rl build-sft``.
+    ``prompt_template`` may be a comma-separated list: row ``i`` gets template ``i mod len(list)``.
     """
     if target_mode not in SFT_TARGET_MODES:
         raise ValueError(f"target_mode {target_mode!r} unknown; expected one of {', '.join(SFT_TARGET_MODES)}")
-    formats.render_prompt(prompt_template, "probe")  # unknown template → ValueError now, not inside map
+    templates = prompt_templates(prompt_template)
+    if not templates:
+        raise ValueError("prompt_template is empty")
+    for template in templates:
+        formats.render_prompt(template, "probe")  # unknown template → ValueError now, not inside map
     needed = {"wise": ("concise", "detailed"), "verbose": ("detailed",), "answer": ()}[target_mode]
     missing_cols = [c for c in ("query", "gt_bbox", "gt_points", *needed) if c not in dataset.column_names]
     if missing_cols:
         raise ValueError(f"SFT data lacks column(s) {missing_cols} needed for target_mode {target_mode!r}")
 
-    def convert(row_id, query, bbox, points, concise=None, detailed=None):
+    def convert(index, row_id, query, bbox, points, concise=None, detailed=None):
         for name, value in (("concise", concise), ("detailed", detailed)):
             if name in needed and not (value or "").strip():
                 raise ValueError(
@@ -500,7 +515,7 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise"):
                 )
         target = formats.build_target(concise or "", formats.answer_dict(bbox, points), detailed or "", target_mode)
         return {
-            "prompt": _user_turn(formats.render_prompt(prompt_template, query)),
+            "prompt": _user_turn(formats.render_prompt(templates[index % len(templates)], query)),
             "completion": [{"role": "assistant", "content": target}],
         }
 
@@ -511,11 +526,12 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise"):
         inputs.insert(0, "id")
 
     def fn(*cols):
+        *cols, index = cols
         kw = dict(zip(inputs, cols))
-        return convert(kw["id"], kw["query"], kw["gt_bbox"], kw["gt_points"], kw.get("concise"), kw.get("detailed"))
+        return convert(index, kw["id"], kw["query"], kw["gt_bbox"], kw["gt_points"], kw.get("concise"), kw.get("detailed"))
 
     drop = [c for c in dataset.column_names if c != "image"]
-    return dataset.map(fn, input_columns=inputs, remove_columns=drop, desc="SFT rows")
+    return dataset.map(fn, input_columns=inputs, remove_columns=drop, with_indices=True, desc="SFT rows")
 
 
 def grpo_rows(dataset, prompt_template: str = "wise-train"):
