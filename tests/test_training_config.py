@@ -12,7 +12,14 @@ from wise_rl import training
 from wise_rl.training import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = sorted(glob.glob(str(ROOT / "recipes" / "**" / "*.yaml"), recursive=True))
+ALL_YAML = sorted(glob.glob(str(ROOT / "recipes" / "**" / "*.yaml"), recursive=True))
+# demo profiles are `wise-rl demo` data, not recipe configs: they are checked by tests/test_demo.py
+RECIPES = [p for p in ALL_YAML if not Path(p).name.startswith("profile_")]
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=lambda p: str(Path(p).relative_to(ROOT)))
+def test_every_yaml_under_recipes_starts_with_its_launch_command(path):
+    assert Path(path).read_text().startswith("# Launch"), f"{path} must start with its launch command"
 DS_CONFIGS = sorted(glob.glob(str(ROOT / "deepspeed_configs" / "*.yaml")))
 
 
