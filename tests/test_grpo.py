@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -13,13 +12,6 @@ from wise_rl import formats, training
 
 ROOT = Path(__file__).resolve().parent.parent
 WISE = ["format", "answer_schema", "bbox_iou", "bbox_l1", "points", "self_distillation", "mask_iou"]
-
-
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def grpo_argv(model_dir, data_dir, out, *extra):
@@ -63,7 +55,7 @@ def test_reward_funcs_get_the_policy_tokenizer_and_options(tiny_model_dir):
 
 
 def test_tiny_grpo_with_the_wise_rewards_logs_every_component(tiny_model_dir, shapeworld_dir, tmp_path):
-    grpo = load_recipe("grpo")
+    grpo = training.load_recipe("grpo")
     out = tmp_path / "grpo"
     argv = grpo_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", "2", "--beta", "0.01",
                      "--loss_type", "grpo", "--reward_funcs", *WISE, "--reward_weights", *["1"] * len(WISE),
@@ -90,7 +82,7 @@ def test_tiny_grpo_with_the_wise_rewards_logs_every_component(tiny_model_dir, sh
 def test_rloo_runs_a_step(tiny_model_dir, shapeworld_dir, tmp_path):
     from trl import RLOOConfig
 
-    grpo = load_recipe("grpo")
+    grpo = training.load_recipe("grpo")
     out = tmp_path / "rloo"
     parsed = training.parse_grpo_args(grpo_argv(tiny_model_dir, shapeworld_dir, out, "--algorithm", "rloo",
                                                 "--max_steps", "1", "--reward_funcs", "format", "bbox_iou",
@@ -104,7 +96,7 @@ def test_rloo_runs_a_step(tiny_model_dir, shapeworld_dir, tmp_path):
 
 def test_qlora_grpo_step_runs_on_cpu(tiny_model_dir, shapeworld_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
-    grpo = load_recipe("grpo")
+    grpo = training.load_recipe("grpo")
     out = tmp_path / "qlora"
     result = grpo.main(*training.parse_grpo_args(grpo_argv(
         tiny_model_dir, shapeworld_dir, out, "--max_steps", "1", "--reward_funcs", "format", "bbox_iou",

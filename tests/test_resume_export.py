@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -13,13 +12,6 @@ import torch
 from wise_rl import formats, training
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def lora_sft_argv(model_dir, data_dir, out, max_steps):
@@ -34,7 +26,7 @@ def lora_sft_argv(model_dir, data_dir, out, max_steps):
 @pytest.fixture(scope="module")
 def resumed_run(tiny_model_dir, shapeworld_dir, tmp_path_factory):
     """Train LoRA to step 2 (the 'killed' run), leave a half-written checkpoint-3 behind, re-run to step 4."""
-    sft = load_recipe("sft")
+    sft = training.load_recipe("sft")
     out = tmp_path_factory.mktemp("resume") / "run"
     first = sft.main(*training.parse_sft_args(lora_sft_argv(tiny_model_dir, shapeworld_dir, out, 2)))
     assert first["global_step"] == 2 and first["resumed_from"] is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -14,13 +13,6 @@ from safetensors.torch import load_file
 from wise_rl import formats, training
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def sft_argv(model_dir, data_dir, out, *extra):
@@ -75,7 +67,7 @@ def test_rows_without_a_rationale_fail_naming_the_row(train_ds):
 
 
 def test_tiny_sft_lowers_the_loss_and_changes_the_weights(tiny_model_dir, shapeworld_dir, tmp_path):
-    sft = load_recipe("sft")
+    sft = training.load_recipe("sft")
     out = tmp_path / "sft"
     steps = 24
     argv = sft_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", str(steps), "--per_device_train_batch_size",
@@ -108,7 +100,7 @@ def test_tiny_sft_lowers_the_loss_and_changes_the_weights(tiny_model_dir, shapew
 
 def test_qlora_sft_step_runs_on_cpu_and_trains_only_lora(tiny_model_dir, shapeworld_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
-    sft = load_recipe("sft")
+    sft = training.load_recipe("sft")
     out = tmp_path / "qlora"
     argv = sft_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", "2", "--per_device_train_batch_size", "2",
                     "--learning_rate", "1e-2", "--save_strategy", "no", "--load_in_4bit", "true",

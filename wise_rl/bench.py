@@ -664,16 +664,9 @@ def plain_reward_funcs(tokenizer) -> list[Callable[..., list[float]]]:
 def recipe_grpo_trainer(argv: list[str]):
     """The trainer exactly as ``recipes/grpo.py`` builds it: its own ``build_trainer``, loaded from the checkout.
     Returns ``(trainer, training_args, script_args)``."""
-    import importlib.util
-
     from wise_rl import training
 
-    recipe = Path(__file__).resolve().parent.parent / "recipes" / "grpo.py"
-    if not recipe.is_file():
-        raise FileNotFoundError(f"bench grpo-step times recipes/grpo.py and needs a source checkout; not found: {recipe}")
-    spec = importlib.util.spec_from_file_location("_wise_rl_recipe_grpo", recipe)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = training.load_recipe("grpo")
     script_args, training_args, model_args = training.parse_grpo_args(argv)
     if script_args.algorithm != "grpo":
         raise ValueError("bench grpo-step times trl.GRPOTrainer; the config must have algorithm: grpo")

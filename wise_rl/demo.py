@@ -53,7 +53,6 @@ each with ``value``, ``threshold`` and ``pass``: whatever is reached is reported
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import math
@@ -401,13 +400,12 @@ def _train_done(run: Run, stage: str) -> bool:
 
 
 def _load_recipe(script: str):
-    path = RECIPES_DIR / f"{script}.py"
-    if not path.is_file():
-        raise DemoError(f"recipe {path} not found (the demo runs from a source checkout: pip install -e .)")
-    spec = importlib.util.spec_from_file_location(f"_wise_rl_recipe_{script}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from wise_rl import training
+
+    try:
+        return training.load_recipe(script)
+    except FileNotFoundError as exc:
+        raise DemoError(str(exc)) from None
 
 
 def stage_train(run: Run, stage: str) -> dict[str, Any]:
