@@ -105,7 +105,19 @@ class Embedder:
 
 
 class _Compression(Reward):
-    """Shared parsing, token counting, gating and logging of the compression rewards."""
+    """Shared options, parsing, token counting, gating and logging of the compression rewards. ``gate=None``
+    (allowed for ``brevity`` only) scores every well-formed completion as if correct."""
+
+    def __init__(self, tokenizer: Any = None, gate: str | None = "bbox_iou", gate_threshold: float = 0.5,
+                 decoder: Any = "box", decoder_options: dict | None = None):
+        super().__init__()
+        self.tokenizer, self.gate, self.gate_threshold = tokenizer, gate, float(gate_threshold)
+        self.decoder, self.decoder_options = decoder, decoder_options
+        self._gate = None if gate is None else Gate(gate, gate_threshold, decoder, decoder_options, reward=self.name)
+        self.tokens = TokenCounter(tokenizer)
+
+    def options(self):
+        return {k: v for k, v in super().options().items() if k not in ("tokens", "embedder")}
 
     def _prepare(self, parsed, columns: Columns, log_metric, gate: Gate | None):
         passed = gate.evaluate(parsed, columns) if gate is not None else [True] * len(parsed)
@@ -128,16 +140,11 @@ class SelfDistillationReward(_Compression):
     def __init__(self, gate: str = "bbox_iou", gate_threshold: float = 0.5, embedding_model: Any = None,
                  tokenizer: Any = None, device: str | None = None, batch_size: int | None = None, decoder: Any = "box",
                  decoder_options: dict | None = None):
-        super().__init__()
-        self.gate, self.gate_threshold = gate, float(gate_threshold)
-        self.embedding_model, self.tokenizer, self.device = embedding_model, tokenizer, device
-        self.decoder, self.decoder_options = decoder, decoder_options
-        self._gate = Gate(gate, gate_threshold, decoder, decoder_options, reward=self.name)
-        self.tokens = TokenCounter(tokenizer)
+        if gate is None:
+            raise ValueError("self_distillation needs a gate ('bbox_iou' or 'mask_iou'): it rewards correct answers")
+        super().__init__(tokenizer, gate, gate_threshold, decoder, decoder_options)
+        self.embedding_model, self.device = embedding_model, device
         self.embedder = Embedder(embedding_model, device=device, batch_size=batch_size)
-
-    def options(self):
-        return {k: v for k, v in super().options().items() if k not in ("tokens", "embedder")}
 
     def score(self, parsed, columns: Columns, log_metric=None):
         passed, rats, concise, detailed = self._prepare(parsed, columns, log_metric, self._gate)
@@ -164,14 +171,7 @@ class BrevityReward(_Compression):
 
     def __init__(self, tokenizer: Any = None, gate: str | None = None, gate_threshold: float = 0.5,
                  decoder: Any = "box", decoder_options: dict | None = None):
-        super().__init__()
-        self.tokenizer, self.gate, self.gate_threshold = tokenizer, gate, float(gate_threshold)
-        self.decoder, self.decoder_options = decoder, decoder_options
-        self._gate = None if gate is None else Gate(gate, gate_threshold, decoder, decoder_options, reward=self.name)
-        self.tokens = TokenCounter(tokenizer)
-
-    def options(self):
-        return {k: v for k, v in super().options().items() if k != "tokens"}
+        super().__init__(tokenizer, gate, gate_threshold, decoder, decoder_options)
 
     def score(self, parsed, columns: Columns, log_metric=None):
         passed, rats, concise, detailed = self._prepare(parsed, columns, log_metric, self._gate)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from rewards import register_reward
-from rewards._base import Columns, Gate, TokenCounter
+from rewards._base import Columns
 from rewards.distillation import _Compression
 
 
@@ -31,15 +31,10 @@ class LengthL1MaxReward(_Compression):
     def __init__(self, target: int = 20, alpha: float = 3e-4, delta: float = 0.5, tokenizer: Any = None,
                  gate: str = "bbox_iou", gate_threshold: float = 0.5, decoder: Any = "box",
                  decoder_options: dict | None = None):
-        super().__init__()
+        if gate is None:
+            raise ValueError("length_l1_max needs a gate ('bbox_iou' or 'mask_iou'): it rewards correct answers")
+        super().__init__(tokenizer, gate, gate_threshold, decoder, decoder_options)
         self.target, self.alpha, self.delta = float(target), float(alpha), float(delta)
-        self.tokenizer, self.gate, self.gate_threshold = tokenizer, gate, float(gate_threshold)
-        self.decoder, self.decoder_options = decoder, decoder_options
-        self._gate = Gate(gate, gate_threshold, decoder, decoder_options, reward=self.name)
-        self.tokens = TokenCounter(tokenizer)
-
-    def options(self):
-        return {k: v for k, v in super().options().items() if k != "tokens"}
 
     def score(self, parsed, columns: Columns, log_metric=None):
         passed, rats, concise, detailed = self._prepare(parsed, columns, log_metric, self._gate)

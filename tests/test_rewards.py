@@ -231,6 +231,11 @@ def test_brevity_and_length_values():
     assert call("length_l1_max", [short], gt_bbox=[None]) == [None]
     # gated brevity
     assert call("brevity", [short, wrong], gt_bbox=col(GT_BOX, 2), options={"gate": "bbox_iou"}) == [0.75, 0.0]
+    # only brevity may go ungated: the other two reward *correct* compression
+    for name in ("self_distillation", "length_l1_max"):
+        with pytest.raises(ValueError, match=f"{name} needs a gate"):
+            get_reward(name, gate=None)
+    assert get_reward("length_l1_max", gate="mask_iou").options()["gate"] == "mask_iou"
 
 
 def test_token_counts_use_the_tokenizer_option():
