@@ -116,3 +116,29 @@ def test_pretrain_base_tiny_writes_model_and_card(tmp_path, capsys, tiny_model_d
     assert (out / "eval" / "metrics.json").is_file()
     md = (out / CARD_MD).read_text()
     assert card["command"] in md and "random shape" in md
+
+
+def test_time_budget_run_saves_partial_weights_at_curve_points_and_clears_them(tmp_path, tiny_model_dir, capsys):
+    """Under --minutes the run stops on time, evaluates the curve, and each curve point leaves loadable weights
+    plus partial.json in --out (an interrupted run loses nothing); the finished run removes partial.json."""
+    from wise_rl.models import load_model
+    from wise_rl.pretrain import PARTIAL_JSON, _trainer_callback, pretrain
+
+    out = tmp_path / "base"
+    config = PretrainConfig(out=str(out), init=str(tiny_model_dir), minutes=0.04, curve_every=0.015, curve_n=2,
+                            batch_size=2, chunk=8, eval_n=0, max_new_tokens=8, logging_steps=1, warmup_steps=1)
+    card = pretrain(config)
+    assert card["train_s"] >= 0.04 * 60 and card["steps"] > 0
+    assert len(card["curve"]) >= 1 and card["curve"][0]["n"] == 2
+    assert (out / "model.safetensors").is_file() and not (out / PARTIAL_JSON).exists()
+    assert "pretrain-base (time budget)" in capsys.readouterr().err  # the minutes bar, not a 10**9-step bar
+
+    # The partial save on its own: weights + processor + a note naming the step.
+    partial = tmp_path / "partial"
+    cb = _trainer_callback(PretrainConfig(out=str(partial), minutes=1), TrainClock(), None, None, [],
+                           init=tiny_model_dir)
+    partial.mkdir()
+    cb._save_partial(load_model(tiny_model_dir), {"step": 7, "minutes": 0.5})
+    note = json.loads((partial / PARTIAL_JSON).read_text())
+    assert note["step"] == 7 and note["config"]["minutes"] == 1
+    assert load_model(partial) is not None and (partial / "tokenizer_config.json").is_file()

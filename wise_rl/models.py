@@ -66,6 +66,7 @@ class ModelPreset:
     spatial_merge_size: int = 2
     temporal_patch_size: int = 2
     window_size: int = 112
+    rope_theta: float = 10000.0
     tie_word_embeddings: bool = True
     max_position_embeddings: int = 4096
     vocab_size: int = 3072  # upper bound for the BPE trainer; the corpus yields 2,209 tokens with the specials
@@ -94,7 +95,7 @@ PRESETS: dict[str, ModelPreset] = {
     ),
     "small": ModelPreset(
         text_hidden=128, text_layers=3, text_heads=4, text_kv_heads=2, text_intermediate=256,
-        mrope_section=(4, 6, 6),
+        mrope_section=(2, 7, 7), rope_theta=20.0,
         vision_hidden=64, vision_depth=3, vision_heads=4, vision_intermediate=128, fullatt_block_indexes=(2,),
         description="demo model: learns to localise shapes in 112 px ShapeWorld scenes",
     ),
@@ -525,7 +526,7 @@ def preset_config(preset: str | ModelPreset, tokenizer):
         "num_key_value_heads": p.text_kv_heads,
         "max_position_embeddings": p.max_position_embeddings,
         "max_window_layers": p.text_layers,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(p.mrope_section)},
+        "rope_parameters": {"rope_type": "default", "rope_theta": p.rope_theta, "mrope_section": list(p.mrope_section)},
         "bos_token_id": ids[PAD_TOKEN],
         "eos_token_id": ids[EOS_TOKEN],
         "pad_token_id": ids[PAD_TOKEN],

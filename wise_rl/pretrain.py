@@ -308,7 +308,9 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
         accelerator_config={"dispatch_batches": False},
         seed=config.seed,
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=not config.progress,
+        # Under a time budget max_steps is a placeholder (10**9), so the Trainer's step bar would be meaningless:
+        # the callback shows a bar over the minutes instead.
+        disable_tqdm=not config.progress or config.max_steps is None,
     )
     named = list(model.named_parameters())
     decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
@@ -320,17 +322,33 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
                    data_collator=collator, optimizers=(optimizer, scheduler), callbacks=callbacks)
 
 
-def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTimer, processor, curve_rows):
+PARTIAL_JSON = "partial.json"  # written next to the weights saved at each curve point; removed by the final save
+
+
+def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTimer, processor, curve_rows,
+                      init: Path | None = None):
+    from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
     class PretrainCallback(TrainerCallback):
-        """Records the loss curve, runs curve evaluations and stops when the time budget is spent."""
+        """Records the loss curve, runs curve evaluations, saves the weights at each of them (an interrupted run
+        keeps a loadable model in ``out`` with ``partial.json``), shows a bar over the time budget and stops when
+        it is spent."""
 
         def __init__(self):
             self.history: list[dict[str, Any]] = []
             self.curve: list[dict[str, Any]] = []
             self._next_curve = config.curve_every
             self.last_step_samples = 0
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if config.progress and config.max_steps is None:
+                self.bar = tqdm(total=round(60 * config.minutes), unit="s", desc="pretrain-base (time budget)")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -339,6 +357,17 @@ def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTime
                                      "samples": state.global_step * config.batch_size,
                                      **{k: logs[k] for k in ("loss", "learning_rate", "mean_token_accuracy")
                                         if k in logs}})
+                if self.bar is not None:
+                    self.bar.set_postfix(step=state.global_step, loss=f"{logs['loss']:.3f}", refresh=False)
+
+        def _save_partial(self, model, point):
+            out = Path(config.out)
+            model.save_pretrained(out, safe_serialization=True)
+            if init is not None:
+                _copy_processor_files(init, out)
+            (out / PARTIAL_JSON).write_text(json.dumps({"note": "interrupted or still running: weights of the last "
+                                                        "curve point, no card yet", "config": asdict(config),
+                                                        **point}, indent=2), encoding="utf-8")
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             minutes = clock.seconds() / 60
@@ -354,7 +383,10 @@ def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTime
                 logger.info("curve: %s", point)
                 if config.progress:
                     print(f"[pretrain] {json.dumps(point)}", file=sys.stderr, flush=True)
+                self._save_partial(model, point)
                 self._next_curve += config.curve_every
+            if self.bar is not None:
+                self.bar.update(max(0, min(self.bar.total, round(clock.seconds())) - self.bar.n))
             if config.minutes is not None and minutes >= config.minutes:
                 control.should_training_stop = True
             return control
@@ -427,7 +459,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         train_ds = IterableDataset.from_generator(
             stream_rows, gen_kwargs={"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk,
                                      "timer": timer})
-        callback = _trainer_callback(config, clock, timer, processor, curve_rows)
+        callback = _trainer_callback(config, clock, timer, processor, curve_rows, init=init)
         trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer", timer=timer,
                                clock=clock, callbacks=[callback])
         # Start the clocks after construction (nothing before the first step is training).
@@ -440,6 +472,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
 
         trainer.model.save_pretrained(out, safe_serialization=True)
         _copy_processor_files(init, out)
+        (out / PARTIAL_JSON).unlink(missing_ok=True)
 
     # Held-out evaluation through the project's eval path, on the saved folder (as every user will load it).
     eval_metrics, box = {}, {}
