@@ -35,6 +35,7 @@ def main(script_args, training_args, model_args) -> dict:
     training.configure_logging(training_args)
     training.maybe_init_cpu_deepspeed()
     trainer, processor, train_rows = build_trainer(script_args, training_args, model_args)
+    training.apply_freezing(trainer.model, script_args)
 
     # ---- train (resuming when a complete checkpoint exists) and save
     return training.train_and_save(trainer, processor, script_args, training_args, train_rows)

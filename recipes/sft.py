@@ -65,6 +65,8 @@ def main(script_args, training_args, model_args) -> dict:
         callbacks=callbacks,
     )
 
+    training.apply_freezing(trainer.model, script_args)
+
     # ---- train (resuming when a complete checkpoint exists) and save
     return training.train_and_save(trainer, processor, script_args, training_args, train_rows)
 

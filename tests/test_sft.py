@@ -117,3 +117,27 @@ def test_qlora_sft_step_runs_on_cpu_and_trains_only_lora(tiny_model_dir, shapewo
     # LoRA B starts at zero: any non-zero entry means the adapter was trained
     assert any(v.abs().sum() > 0 for v in lora_b.values())
     assert not (out / "model.safetensors").exists()  # only the adapter is saved
+
+
+def test_freeze_vision_tower_trains_only_the_language_side(tiny_model_dir, shapeworld_dir, tmp_path):
+    sft = training.load_recipe("sft")
+    out = tmp_path / "sft"
+    argv = sft_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", "3", "--per_device_train_batch_size", "2",
+                    "--learning_rate", "1e-2", "--save_strategy", "no", "--freeze_vision_tower", "true")
+    result = sft.main(*training.parse_sft_args(argv))
+    before = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    vision = [k for k in before if ".visual." in k or k.startswith("visual.")]
+    language = [k for k in before if k not in vision]
+    assert vision and all(torch.equal(before[k], after[k]) for k in vision)
+    assert any(not torch.equal(before[k], after[k]) for k in language)
+    assert result["trainable_params"] == result["total_params"] - sum(before[k].numel() for k in vision)
+
+
+def test_freeze_vision_tower_refuses_lora_on_the_vision_tower(tiny_model_dir, shapeworld_dir, tmp_path):
+    argv = sft_argv(tiny_model_dir, shapeworld_dir, tmp_path / "x", "--freeze_vision_tower", "true",
+                    "--use_peft", "true", "--lora_target", "all")
+    with pytest.raises(training.ConfigError, match="freeze_vision_tower.*lora_target: all"):
+        training.validate_sft_args(*training.parse_sft_args(argv))
+    with pytest.raises(training.ConfigError, match="no submodule named visual"):
+        training.freeze_vision_tower(torch.nn.Sequential(torch.nn.Linear(2, 2)))

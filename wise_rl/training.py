@@ -93,6 +93,12 @@ class WiseScriptArguments:
         metadata={"help": "LoRA targets when use_peft and lora_target_modules is unset: 'language_model' (attention "
                   "+ MLP of the language model) or 'all' (also the vision tower)."},
     )
+    freeze_vision_tower: bool = field(
+        default=False,
+        metadata={"help": "Full fine-tuning only trains the language model (and lm head): the vision tower and its "
+                  "merger keep the weights they came with, so the grounding learnt before survives a short, "
+                  "high-lr stage (common in Qwen2.5-VL fine-tuning; LoRA on 'language_model' does the same)."},
+    )
     tiny_model_preset: str | None = field(
         default=None,
         metadata={"help": "If set and model_name_or_path does not exist, build a random-weight model of this "
@@ -333,6 +339,9 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
         )
     if script_args.lora_target not in LORA_TARGETS:
         raise ConfigError(f"lora_target: {script_args.lora_target!r} unknown; expected one of {', '.join(LORA_TARGETS)}")
+    if script_args.freeze_vision_tower and model_args.use_peft and script_args.lora_target == "all":
+        raise ConfigError("freeze_vision_tower: true contradicts use_peft with lora_target: all (LoRA on the vision "
+                          "tower); choose one")
     if model_args.use_peft and model_args.lora_r <= 0:
         raise ConfigError(f"lora_r: must be positive, got {model_args.lora_r}")
     if model_args.dtype not in (None, "auto", "float32", "bfloat16", "float16"):
@@ -875,6 +884,33 @@ def configure_logging(training_args) -> None:
     logging.getLogger("wise_rl").setLevel(level)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
+
+
+VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")  # Qwen2(.5)-VL, LLaVA-likes, Idefics/SigLIP-likes
+
+
+def freeze_vision_tower(model) -> int:
+    """Turn off gradients of the model's vision tower (the outermost module named as in ``VISION_TOWER_NAMES``,
+    merger included); returns the number of parameters frozen. Call it before ``trainer.train()``: the Trainer
+    builds its optimizer from the parameters that still require grad."""
+    towers = [(n, m) for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in VISION_TOWER_NAMES]
+    if not towers:
+        raise ConfigError(f"freeze_vision_tower: no submodule named {' / '.join(VISION_TOWER_NAMES)} in "
+                          f"{type(model).__name__}")
+    _, tower = min(towers, key=lambda nm: nm[0].count("."))
+    frozen = 0
+    for p in tower.parameters():
+        if p.requires_grad:
+            p.requires_grad_(False)
+            frozen += p.numel()
+    logger.info("froze the vision tower: %d parameters", frozen)
+    return frozen
+
+
+def apply_freezing(model, script_args: WiseScriptArguments) -> None:
+    """The recipes' freezing options (``freeze_vision_tower``)."""
+    if script_args.freeze_vision_tower:
+        freeze_vision_tower(model)
 
 
 def describe_model(model) -> dict[str, Any]:
