@@ -12,8 +12,11 @@ Presets (``PRESETS``; the offline vocabulary has 2,209 tokens, input and output 
   get height and width frequencies, the temporal axis is constant for a still image anyway), vision hidden 16,
   depth 2. For tests: build + save + reload in about a second. 69,600 parameters.
 - ``small``: the demo model. Text hidden 128, 3 layers, 4 heads, 2 KV heads (head_dim 32, ``mrope_section``
-  [2, 7, 7], ``rope_theta`` 20: with Qwen's 1e6 or even 1e4 the width section gets the lowest frequencies, which
-  turn by < 0.01 rad across a 4-token-wide image, so image columns were indistinguishable), MLP 256; vision hidden 64, depth 3, 4 heads, MLP 128. Every Linear has in-features divisible by 64
+  [4, 6, 6], ``rope_theta`` 1e4), MLP 256. Its width section gets the lowest frequencies (< 0.01 rad across a
+  4-token-wide image), so image columns are told apart by what the tokens show (ShapeWorld's background gradient),
+  not by M-RoPE. ``rope_theta`` 20 with sections [2, 7, 7] localised a little faster in a probe, but then every
+  dimension turns by radians over 100 tokens, so what the base learns at its short prompt's distances does not
+  carry to the longer WISE prompts and rationales: the preset keeps slow dimensions for distance-robust retrieval; vision hidden 64, depth 3, 4 heads, MLP 128. Every Linear has in-features divisible by 64
   and out-features by 32, so bitsandbytes' CPU nf4 inference kernel accepts it. Measured (seed 0, 112 px,
   2026-11-25, ``wise-rl tiny-model --preset small``): 1,025,792 parameters, 4,111,296 bytes (4.1 MB) of float32
   safetensors; one SFT step (forward + backward + AdamW) on 16 samples of 264 tokens takes ~0.6 s on one CPU thread
@@ -96,7 +99,7 @@ PRESETS: dict[str, ModelPreset] = {
     ),
     "small": ModelPreset(
         text_hidden=128, text_layers=3, text_heads=4, text_kv_heads=2, text_intermediate=256,
-        mrope_section=(2, 7, 7), rope_theta=20.0,
+        mrope_section=(4, 6, 6),
         vision_hidden=64, vision_depth=3, vision_heads=4, vision_intermediate=128, fullatt_block_indexes=(2,),
         description="demo model: learns to localise shapes in 112 px ShapeWorld scenes",
     ),

@@ -318,8 +318,13 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, clock))
-    return Trainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
-                   data_collator=collator, optimizers=(optimizer, scheduler), callbacks=callbacks)
+    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
+                      data_collator=collator, optimizers=(optimizer, scheduler), callbacks=callbacks)
+    if config.max_steps is None:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # the minutes bar shows the loss; no line per logging step
+    return trainer
 
 
 PARTIAL_JSON = "partial.json"  # written next to the weights saved at each curve point; removed by the final save
