@@ -144,6 +144,12 @@ def test_targets_are_computed_from_the_variants():
     assert t["think_tokens_ratio"]["value"] is None and not t["think_tokens_ratio"]["pass"]
     assert not demo.evaluate_targets(variants, {"think_tokens": {"first": 7.0, "last": 7.0}})[
         "grpo_concise_shorter"]["pass"]
+    # shorter because the format broke (think 0.12 → 0 with format reward 0): not counted
+    broken = demo.evaluate_targets(variants, {"think_tokens": {"first": 0.12, "last": 0.0},
+                                              "format": {"first": 0.0, "last": 0.0}})["grpo_concise_shorter"]
+    assert not broken["pass"] and "not counted" in broken["note"]
+    assert demo.evaluate_targets(variants, {"think_tokens": {"first": 9.0, "last": 7.0},
+                                            "format": {"first": 0.9, "last": 0.95}})["grpo_concise_shorter"]["pass"]
     # within 3 points of a weak verbose arm is not enough: wise-s must also reach 0.50
     variants["verbose"]["acc50"], variants["wise-s"]["acc50"] = 0.31, 0.30
     t = demo.evaluate_targets(variants, trend)

@@ -561,6 +561,9 @@ def grpo_trend(run: Run) -> dict[str, Any]:
     return out
 
 
+GRPO_FORMAT_FLOOR = 0.5
+
+
 def _target(value, threshold, ok) -> dict[str, Any]:
     return {"value": value, "threshold": threshold, "pass": bool(ok) if value is not None else False}
 
@@ -595,9 +598,16 @@ def evaluate_targets(variants: dict[str, dict[str, Any]], trend: dict[str, Any])
         if r is None:
             t[key]["note"] = f"undefined: wise-s {metric} is 0 or missing"
     tt = trend.get("think_tokens")
+    # Shorter only counts while the completions keep the format: a policy that stops closing <think> "shortens"
+    # its concise part to nothing (format reward = share of well-formed completions, last window).
+    fmt = (trend.get("format") or {}).get("last")
+    formed = fmt is None or fmt >= GRPO_FORMAT_FLOOR
     t["grpo_concise_shorter"] = _target(
         None if tt is None else {"first_window": tt["first"], "last_window": tt["last"]},
-        "last GRPO window < first window (mean think tokens)", tt is not None and tt["last"] < tt["first"])
+        f"last GRPO window < first window (mean think tokens), format reward >= {GRPO_FORMAT_FLOOR} in the last",
+        tt is not None and tt["last"] < tt["first"] and formed)
+    if tt is not None and tt["last"] < tt["first"] and not formed:
+        t["grpo_concise_shorter"]["note"] = f"shorter, but not counted: format reward {fmt:.2f} in the last window"
     return t
 
 
