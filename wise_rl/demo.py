@@ -602,11 +602,12 @@ def evaluate_targets(variants: dict[str, dict[str, Any]], trend: dict[str, Any])
     # its concise part to nothing (format reward = share of well-formed completions, last window).
     fmt = (trend.get("format") or {}).get("last")
     formed = fmt is None or fmt >= GRPO_FORMAT_FLOOR
+    shorter = tt is not None and tt["last"] < tt["first"]
     t["grpo_concise_shorter"] = _target(
         None if tt is None else {"first_window": tt["first"], "last_window": tt["last"]},
         f"last GRPO window < first window (mean think tokens), format reward >= {GRPO_FORMAT_FLOOR} in the last",
-        tt is not None and tt["last"] < tt["first"] and formed)
-    if tt is not None and tt["last"] < tt["first"] and not formed:
+        shorter and formed)
+    if shorter and not formed:
         t["grpo_concise_shorter"]["note"] = f"shorter, but not counted: format reward {fmt:.2f} in the last window"
     return t
 

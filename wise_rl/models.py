@@ -16,8 +16,9 @@ Presets (``PRESETS``; the offline vocabulary has 2,209 tokens, input and output 
   4-token-wide image), so image columns are told apart by what the tokens show (ShapeWorld's background gradient),
   not by M-RoPE. ``rope_theta`` 20 with sections [2, 7, 7] localised a little faster in a probe, but then every
   dimension turns by radians over 100 tokens, so what the base learns at its short prompt's distances does not
-  carry to the longer WISE prompts and rationales: the preset keeps slow dimensions for distance-robust retrieval; vision hidden 64, depth 3, 4 heads, MLP 128. Every Linear has in-features divisible by 64
-  and out-features by 32, so bitsandbytes' CPU nf4 inference kernel accepts it. Measured (seed 0, 112 px,
+  carry to the longer WISE prompts and rationales: the preset keeps slow dimensions for distance-robust
+  retrieval. Vision hidden 64, depth 3, 4 heads, MLP 128. Every Linear has in-features divisible by 64 and
+  out-features by 32, so bitsandbytes' CPU nf4 inference kernel accepts it. Measured (seed 0, 112 px,
   2026-11-25, ``wise-rl tiny-model --preset small``): 1,025,792 parameters, 4,111,296 bytes (4.1 MB) of float32
   safetensors; one SFT step (forward + backward + AdamW) on 16 samples of 264 tokens takes ~0.6 s on one CPU thread
   of a shared 2-core machine (a hidden-96 variant with 0.8 M parameters was no faster within the noise).

@@ -367,9 +367,7 @@ def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTime
 
         def _save_partial(self, model, point):
             out = Path(config.out)
-            model.save_pretrained(out, safe_serialization=True)
-            if init is not None:
-                _copy_processor_files(init, out)
+            _save_model(model, init, out)
             (out / PARTIAL_JSON).write_text(json.dumps({"note": "interrupted or still running: weights of the last "
                                                         "curve point, no card yet", "config": asdict(config),
                                                         **point}, indent=2), encoding="utf-8")
@@ -420,6 +418,13 @@ def _copy_processor_files(src: Path, dst: Path) -> None:
     for f in src.iterdir():
         if f.is_file() and f.name not in _MODEL_FILES:
             shutil.copy2(f, dst / f.name)
+
+
+def _save_model(model, init: Path | None, out: Path) -> None:
+    """Weights (safetensors) + the init folder's processor files: a folder every loader reads."""
+    model.save_pretrained(out, safe_serialization=True)
+    if init is not None:
+        _copy_processor_files(init, out)
 
 
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
@@ -475,8 +480,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         steps = trainer.state.global_step
         samples = steps * config.batch_size
 
-        trainer.model.save_pretrained(out, safe_serialization=True)
-        _copy_processor_files(init, out)
+        _save_model(trainer.model, init, out)
         (out / PARTIAL_JSON).unlink(missing_ok=True)
 
     # Held-out evaluation through the project's eval path, on the saved folder (as every user will load it).
