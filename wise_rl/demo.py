@@ -285,7 +285,7 @@ class Run:
             data = self.timings()
             entry = data.get(stage, {})
             if status == "done":
-                entry = {"wall_s": round(wall_s, 1), "status": "done"}
+                entry = {"wall_s": round(wall_s, 3), "status": "done"}  # ms: a smoke eval can take < 0.05 s
             else:
                 entry = {**entry, "status": status}
             data[stage] = entry
