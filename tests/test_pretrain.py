@@ -142,3 +142,54 @@ def test_time_budget_run_saves_partial_weights_at_curve_points_and_clears_them(t
     note = json.loads((partial / PARTIAL_JSON).read_text())
     assert note["step"] == 7 and note["config"]["minutes"] == 1
     assert load_model(partial) is not None and (partial / "tokenizer_config.json").is_file()
+
+
+def test_stream_rows_mix_descriptions_at_the_asked_share_and_start_where_told():
+    """--describe-share P turns about P of the scenes into description rows (prompt DESCRIBE_PROMPT → the scene's
+    description, no query), the others stay grounding rows; --stream-start I starts at scene I of the stream."""
+    from wise_rl.data.shapeworld import iter_samples
+    from wise_rl.pretrain import DESCRIBE_PROMPT, pretrain_row, stream_rows
+
+    it = stream_rows(seed=0, image_size=112, chunk=16, describe_share=0.5)
+    rows = [next(it) for _ in range(160)]
+    described = [r for r in rows if r["prompt"][0]["content"] == DESCRIBE_PROMPT]
+    assert 0.35 < len(described) / len(rows) < 0.65
+    samples = iter_samples(0, mask_format="numpy", describe=True)
+    for row, sample in zip(rows, samples):
+        if row["prompt"][0]["content"] == DESCRIBE_PROMPT:
+            text = row["completion"][0]["content"]
+            assert text == sample["description"] and "<answer>" not in text and sample["query"] not in text
+        else:
+            assert row["completion"] == pretrain_row(sample)["completion"]
+
+    plain = stream_rows(seed=0, image_size=112, chunk=8)
+    assert all(next(plain)["prompt"][0]["content"] != DESCRIBE_PROMPT for _ in range(40))
+    later = stream_rows(seed=0, image_size=112, chunk=4, start=5)
+    sixth = next(iter_samples(0, start=5, mask_format="numpy"))
+    assert next(later)["completion"] == pretrain_row(sixth)["completion"]
+
+
+@pytest.mark.parametrize("kwargs, match", [({"describe_share": 1.0}, "describe-share"),
+                                           ({"describe_share": -0.1}, "describe-share"),
+                                           ({"stream_start": -1}, "stream-start")])
+def test_config_rejects_bad_mix_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PretrainConfig(out="x", max_steps=1, **kwargs).validate()
+
+
+def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_model_dir):
+    """A run with --init whose folder has a card re-creates from that card's commands, then its own."""
+    from wise_rl.pretrain import DESCRIBE_PROMPT, pretrain
+
+    first = PretrainConfig(out=str(tmp_path / "a"), init=str(tiny_model_dir), max_steps=2, batch_size=2, chunk=4,
+                           eval_n=0, warmup_steps=1)
+    card_a = pretrain(first)
+    assert card_a["lineage"] == [] and card_a["describe_prompt"] is None
+    second = PretrainConfig(out=str(tmp_path / "b"), init=str(tmp_path / "a"), max_steps=2, batch_size=2, chunk=4,
+                            eval_n=0, warmup_steps=1, describe_share=0.5, stream_start=4)
+    card_b = pretrain(second)
+    assert card_b["lineage"] == [card_a["command"]]
+    assert "--describe-share 0.5 --stream-start 4" in card_b["command"]
+    md = (tmp_path / "b" / CARD_MD).read_text()
+    assert md.index(card_a["command"]) < md.index(card_b["command"])
+    assert DESCRIBE_PROMPT in md and "50 % of the scenes" in md

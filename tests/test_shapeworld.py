@@ -253,6 +253,23 @@ def test_iter_samples_streams_fresh_deterministic_scenes():
         next(iter_samples(0, mask_format="png"))
 
 
+def test_described_stream_tells_the_scene_without_the_query():
+    """describe=True adds the scene description: the shape list, one sentence per shape with its place, width and
+    corners (the perception part that opens the detailed rationale), and nothing about the query."""
+    plain = next(iter_samples(4, mask_format="numpy"))
+    row = next(iter_samples(4, mask_format="numpy", describe=True))
+    assert "description" not in plain and row["query"] == plain["query"]
+    text = row["description"]
+    n = len(row["shape_boxes"])
+    assert re.match(r"The image shows \w+ shapes: ", text)
+    assert len(re.findall(r"pixels wide, with (?:no|\d) corners\.", text)) == n
+    for (x1, _, x2, _) in row["shape_boxes"]:
+        assert f"{int(x2 - x1 + 1)} pixels wide" in text
+    assert row["query"] not in text
+    survey = text.split(". ", 1)[1]  # the per-shape sentences, word for word in the detailed rationale
+    assert survey in row["detailed"]
+
+
 def test_image_size_scales_everything():
     rng = np.random.default_rng(2)
     row, scene = make_sample(rng, image_size=224)

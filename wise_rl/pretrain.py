@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 
 PROMPT = "answer-only"
 TARGET_MODE = "answer"
+# The scene-description task (``--describe-share``): no query, so nothing to reason about; only what is in the image.
+DESCRIBE_PROMPT = "Describe the shapes in the image."
 CARD_JSON, CARD_MD, EVAL_DIR = "card.json", "model_card.md", "eval"
 # Files of build_tiny_model's folder that belong to the processor (copied as built, so loaders read them as-is).
 _MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json"}
@@ -100,6 +102,8 @@ class PretrainConfig:
     logging_steps: int = 10
     threads: int | None = None
     init: str | None = None  # start from this model folder instead of a random-weight preset
+    describe_share: float = 0.0  # share of rows that ask for a scene description instead of a box (see the docstring)
+    stream_start: int = 0  # index of the first scene of the training stream (a continued run starts past the first)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -121,6 +125,10 @@ class PretrainConfig:
             raise ValueError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.warmup_steps < 0:
             raise ValueError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if self.stream_start < 0:
+            raise ValueError(f"--stream-start must be >= 0, got {self.stream_start}")
+        if not 0 <= self.describe_share < 1:
+            raise ValueError(f"--describe-share must be in [0, 1), got {self.describe_share}")
         if self.curve_every is not None and self.curve_every <= 0:
             raise ValueError(f"--curve-every must be > 0 minutes, got {self.curve_every}")
 
@@ -130,7 +138,8 @@ class PretrainConfig:
         parts = ["wise-rl", "pretrain-base", "--out", str(self.out)]
         for name in ("preset", "seed", "image_size", "minutes", "max_steps", "batch_size", "lr", "min_lr_ratio",
                      "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
-                     "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init"):
+                     "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
+                     "stream_start"):
             value = getattr(self, name)
             if value is not None and (value != getattr(defaults, name) or name in ("seed", "minutes", "max_steps")):
                 parts += [f"--{name.replace('_', '-')}", str(value)]
@@ -163,15 +172,34 @@ class DataTimer:
         self.collated = 0
 
 
+def describe_row(sample: dict[str, Any]) -> dict[str, Any]:
+    """The scene-description row of one sample (``iter_samples(..., describe=True)``): :data:`DESCRIBE_PROMPT` →
+    the plain description text, no tags, no query."""
+    if "description" not in sample:
+        raise KeyError("describe_row needs a sample with 'description' (iter_samples(..., describe=True))")
+    return {
+        "image": sample["image"],
+        "prompt": [{"role": "user", "content": DESCRIBE_PROMPT}],
+        "completion": [{"role": "assistant", "content": sample["description"]}],
+    }
+
+
 def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None = None,
-                start: int = 0) -> Iterator[dict[str, Any]]:
-    """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds)."""
+                start: int = 0, describe_share: float = 0.0) -> Iterator[dict[str, Any]]:
+    """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds): each
+    scene becomes a :func:`describe_row` with probability ``describe_share`` (a seeded draw), else a
+    :func:`pretrain_row`."""
+    import numpy as np
+
     from wise_rl.data.shapeworld import iter_samples
 
-    samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy")
+    samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy",
+                           describe=describe_share > 0)
+    draws = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7, start)))
     while True:
         t0, c0 = time.perf_counter(), time.process_time()
-        rows = [pretrain_row(next(samples)) for _ in range(chunk)]
+        rows = [describe_row(s) if describe_share and draws.random() < describe_share else pretrain_row(s)
+                for s in (next(samples) for _ in range(chunk))]
         if timer is not None:
             dt = time.perf_counter() - t0
             timer.seconds += dt
@@ -468,7 +496,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         timer, clock = DataTimer(), TrainClock()
         train_ds = IterableDataset.from_generator(
             stream_rows, gen_kwargs={"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk,
-                                     "timer": timer})
+                                     "timer": timer, "describe_share": config.describe_share,
+                                     "start": config.stream_start})
         callback = _trainer_callback(config, clock, timer, processor, curve_rows, init=init)
         trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer", timer=timer,
                                clock=clock, callbacks=[callback])
@@ -515,8 +544,15 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
 
     losses = [h["loss"] for h in callback.history]
     data_s, data_cpu_s = timer.seconds, timer.cpu_seconds
+    # A continued run (--init) is re-created by its init's commands first, then its own.
+    init_card_path = Path(config.init) / CARD_JSON if config.init else None
+    lineage = []
+    if init_card_path is not None and init_card_path.is_file():
+        init_card = json.loads(init_card_path.read_text(encoding="utf-8"))
+        lineage = [*init_card.get("lineage", []), init_card["command"]]
     card = {
         "command": config.command(),
+        "lineage": lineage,
         "config": {k: v for k, v in asdict(config).items() if k not in ("extra", "progress")} | config.extra,
         "seed": config.seed,
         "preset": config.preset if not config.init else None,
@@ -524,6 +560,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "parameters": n_params,
         "prompt": PROMPT,
         "target": "<answer>{json}</answer> (formats.build_target mode 'answer')",
+        "describe_share": config.describe_share,
+        "describe_prompt": DESCRIBE_PROMPT if config.describe_share else None,
         "machine": machine_info(),
         "versions": {"transformers": transformers.__version__, "trl": trl.__version__},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -577,17 +615,26 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     """The human-readable card of a pre-training run."""
     m, b, t, mach = card["metrics"], card.get("baselines") or {}, card["throughput"], card["machine"]
     rs, cb = b.get("random_shape", {}), b.get("centre_box", {})
+    share = card.get("describe_share") or 0.0
+    lineage = card.get("lineage") or []
+    task = ("ShapeWorld grounding: the `answer-only` prompt → `<answer>{json}</answer>` (no rationale)")
+    if share:
+        task += (f", and on {100 * share:g} % of the scenes the prompt '{card['describe_prompt']}' → a plain scene "
+                 "description (the shapes, then each one's place, width and corners; no query, no reasoning) so that "
+                 "the model keeps writing text")
+    start = (f"continued from `{card['init']}`" if card.get("init") else "trained from random initialisation")
     lines = [
         "# ShapeWorld base model",
         "",
-        f"A `{card['preset'] or card['init']}` Qwen2.5-VL ({card['parameters']:,} parameters) trained from random "
-        "initialisation on ShapeWorld grounding: the `answer-only` prompt → `<answer>{json}</answer>` (no rationale),"
-        " with `transformers.Trainer` + TRL's VLM collator on prompt–completion rows (completion-only loss), fresh "
-        "scenes every step.",
+        f"A `{card['preset'] or 'small'}` Qwen2.5-VL ({card['parameters']:,} parameters) {start} on {task}, with "
+        "`transformers.Trainer` + TRL's VLM collator on prompt–completion rows (completion-only loss), fresh scenes "
+        "every step.",
         "",
-        "Re-create it with:",
+        "Re-create it with" + (" these commands, in order (each continues from the previous one's output):"
+                               if lineage else ":"),
         "",
         "```",
+        *lineage,
         card["command"],
         "```",
         "",

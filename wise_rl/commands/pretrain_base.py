@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=d.preset, help=f"model size (default {d.preset})")
     parser.add_argument("--init", default=None, metavar="DIR",
                         help="continue from this model folder instead of a random-weight preset")
+    parser.add_argument("--describe-share", type=float, default=d.describe_share, metavar="P",
+                        help="share of training scenes that ask for a scene description (plain text, no query) "
+                        "instead of a box, so the model keeps writing (default 0)")
+    parser.add_argument("--stream-start", type=int, default=d.stream_start, metavar="I",
+                        help="index of the first training scene in the stream (continuing a run: past its "
+                        "samples_seen, so no scene repeats; default 0)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, scenes and test split (default 0)")
     parser.add_argument("--image-size", type=int, default=d.image_size,
                         help=f"ShapeWorld image side, a multiple of 28 (default {d.image_size})")
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         chunk=args.chunk, eval_n=args.eval_n, eval_batch_size=args.eval_batch_size,
         max_new_tokens=args.max_new_tokens, curve_every=args.curve_every, curve_n=args.curve_n,
         logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
+        describe_share=args.describe_share, stream_start=args.stream_start,
     )
     try:
         config.validate()

@@ -353,6 +353,17 @@ def _listing(shapes: Sequence[Shape]) -> str:
     return _join([_a(s.name) for s in shapes])
 
 
+def describe_scene(scene: Scene) -> str:
+    """The scene described without any query: the shapes, then one sentence per shape (place, width, corners).
+
+    The perception half of every detailed rationale, in its first wording ("The image shows {n} shapes: …" +
+    :func:`_survey`); the base model learns it next to grounding so that it can still write (see
+    :mod:`wise_rl.pretrain`)."""
+    shapes = scene.shapes
+    n = _NUMBER_WORDS.get(len(shapes), str(len(shapes)))
+    return f"The image shows {n} shapes: {_listing(shapes)}. {_survey(shapes, scene.image_size)}"
+
+
 def _intro(rng: np.random.Generator, shapes: Sequence[Shape], image_size: int, query: str) -> str:
     n = _NUMBER_WORDS.get(len(shapes), str(len(shapes)))
     scene = _pick(
@@ -815,9 +826,11 @@ def iter_samples(
     mask_format: str = "pil",
     family_weights: dict[str, float] | None = None,
     gradient: float = 1.0,
+    describe: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """An endless stream of fresh samples in the sample schema (plus ``family``, ``target_index``,
-    ``shape_boxes``), for training loops that want new scenes without building a Dataset.
+    ``shape_boxes``, and ``description`` = :func:`describe_scene` when ``describe``), for training loops that want
+    new scenes without building a Dataset.
 
     ``image`` is a PIL RGB image; ``gt_mask`` is a PIL 'L' image (``mask_format="pil"``, as a Dataset row decodes)
     or an H×W uint8 numpy array (``"numpy"``, cheaper). The stream (spawn key 2) is disjoint from the train and
@@ -827,7 +840,11 @@ def iter_samples(
         raise ValueError(f"mask_format must be 'pil' or 'numpy', got {mask_format!r}")
     i = start
     while True:
-        row = sample_at(seed, "stream", i, image_size, family_weights=family_weights, gradient=gradient)
+        row, scene = make_sample(_rng_for(seed, "stream", i), image_size, family_weights=family_weights,
+                                 gradient=gradient)
+        row["id"] = f"stream-{i:06d}"
+        if describe:
+            row["description"] = describe_scene(scene)
         if mask_format == "pil":
             row["gt_mask"] = Image.fromarray(row["gt_mask"], mode="L")
         yield row
