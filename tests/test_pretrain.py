@@ -179,7 +179,7 @@ def test_config_rejects_bad_mix_settings(kwargs, match):
 
 def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_model_dir):
     """A run with --init whose folder has a card re-creates from that card's commands, then its own."""
-    from wise_rl.pretrain import DESCRIBE_PROMPT, pretrain
+    from wise_rl.pretrain import DESCRIBE_PROMPT, _copy_processor_files, pretrain
 
     first = PretrainConfig(out=str(tmp_path / "a"), init=str(tiny_model_dir), max_steps=2, batch_size=2, chunk=4,
                            eval_n=0, warmup_steps=1)
@@ -193,3 +193,11 @@ def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_
     md = (tmp_path / "b" / CARD_MD).read_text()
     assert md.index(card_a["command"]) < md.index(card_b["command"])
     assert DESCRIBE_PROMPT in md and "50 % of the scenes" in md
+
+    # The processor files travel with the weights; the init's card and partial note do not.
+    (tmp_path / "a" / "partial.json").write_text("{}")
+    copy = tmp_path / "c"
+    copy.mkdir()
+    _copy_processor_files(tmp_path / "a", copy)
+    copied = {f.name for f in copy.iterdir()}
+    assert "tokenizer_config.json" in copied and not copied & {CARD_JSON, CARD_MD, "partial.json"}

@@ -444,7 +444,9 @@ def machine_info() -> dict[str, Any]:
 
 def _copy_processor_files(src: Path, dst: Path) -> None:
     for f in src.iterdir():
-        if f.is_file() and f.name not in _MODEL_FILES:
+        # An --init folder's own run files stay behind: a continued run's folder must not carry a card that is
+        # not its own (until the end, or for good if interrupted).
+        if f.is_file() and f.name not in _MODEL_FILES | {CARD_JSON, CARD_MD, PARTIAL_JSON}:
             shutil.copy2(f, dst / f.name)
 
 
