@@ -186,13 +186,18 @@ def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_
     card_a = pretrain(first)
     assert card_a["lineage"] == [] and card_a["describe_prompt"] is None
     second = PretrainConfig(out=str(tmp_path / "b"), init=str(tmp_path / "a"), max_steps=2, batch_size=2, chunk=4,
-                            eval_n=0, warmup_steps=1, describe_share=0.5, stream_start=4)
+                            eval_n=2, eval_batch_size=2, max_new_tokens=4, warmup_steps=1, describe_share=0.5,
+                            stream_start=4, prompt_mix="answer-only:3,wise-s:1")
     card_b = pretrain(second)
     assert card_b["lineage"] == [card_a["command"]]
-    assert "--describe-share 0.5 --stream-start 4" in card_b["command"]
+    assert "--describe-share 0.5 --stream-start 4 --prompt-mix answer-only:3,wise-s:1" in card_b["command"]
     md = (tmp_path / "b" / CARD_MD).read_text()
     assert md.index(card_a["command"]) < md.index(card_b["command"])
     assert DESCRIBE_PROMPT in md and "50 % of the scenes" in md
+    assert "`answer-only` 75 %, `wise-s` 25 %" in md
+    # the held-out scenes are scored again in each other trained wording
+    assert set(card_b["metrics_by_prompt"]) == {"wise-s"}
+    assert card_b["metrics_by_prompt"]["wise-s"]["n"] == 2 and "| `wise-s` |" in md
 
     # The processor files travel with the weights; the init's card and partial note do not.
     (tmp_path / "a" / "partial.json").write_text("{}")
@@ -201,3 +206,30 @@ def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_
     _copy_processor_files(tmp_path / "a", copy)
     copied = {f.name for f in copy.iterdir()}
     assert "tokenizer_config.json" in copied and not copied & {CARD_JSON, CARD_MD, "partial.json"}
+
+
+def test_prompt_mix_words_grounding_rows_with_the_named_templates():
+    """--prompt-mix draws each grounding row's wording from the named templates by weight; the target stays the
+    answer block alone; bad names and weights are refused with the offending part named."""
+    from wise_rl import formats
+    from wise_rl.pretrain import parse_prompt_mix, pretrain_row, stream_rows
+
+    assert parse_prompt_mix(None) == {"answer-only": 1.0}
+    mix = parse_prompt_mix("answer-only:3,wise-s")
+    assert mix == {"answer-only": 3.0, "wise-s": 1.0}
+    it = stream_rows(seed=0, image_size=112, chunk=16, prompt_mix=mix)
+    rows = [next(it) for _ in range(160)]
+    wise_s = [r for r in rows if r["prompt"][0]["content"].startswith("Please find")]
+    assert 0.12 < len(wise_s) / len(rows) < 0.4  # weight 1 of 4
+    from wise_rl.data.shapeworld import iter_samples
+
+    for row, sample in zip(rows, iter_samples(0, mask_format="numpy")):
+        name = "wise-s" if row in wise_s else "answer-only"
+        assert row["prompt"][0]["content"] == formats.render_prompt(name, sample["query"])
+        assert row["completion"] == pretrain_row(sample)["completion"]  # <answer>{json}</answer> only
+    for text, match in [("answer-only,nope", "unknown prompt template 'nope'"), ("wise:x", "not a number"),
+                        ("wise:0", "must be > 0")]:
+        with pytest.raises(ValueError, match=match):
+            parse_prompt_mix(text)
+    with pytest.raises(ValueError, match="prompt-mix"):
+        PretrainConfig(out="x", max_steps=1, prompt_mix="wise:-1").validate()

@@ -1,4 +1,5 @@
-"""Pre-training the ShapeWorld base model: grounding only (query → ``<answer>{json}</answer>``), from random init.
+"""Pre-training the ShapeWorld base model: grounding (query → ``<answer>{json}</answer>``, no rationale), from random
+init or continuing a model (``init``), optionally next to scene descriptions and under several prompt wordings.
 
 WISE starts from an instruction-tuned VLM that already grounds objects; none can be downloaded here, so the demo
 starts from a small base model that this module trains (``wise-rl pretrain-base``).
@@ -14,6 +15,20 @@ TRL's ``DataCollatorForVisionLanguageModeling`` applies the chat template and to
 completion SEPARATELY, then concatenates them, so the token boundary at the start of the completion is the one
 greedy generation sees after ``apply_chat_template(add_generation_prompt=True)``. The loss is on completion tokens
 only (``<answer>…</answer><|im_end|>\\n``).
+
+What else the base learns, and why (measured 2026-11-27, ``small`` preset, 2-core CPU). A base trained on the
+``answer-only`` prompt alone (1) gives every other token almost no probability, so the demo's SFT starts at a loss
+of 10–11 per token and spends its steps re-learning to write, and (2) grounds under that one wording only: under the
+official WISE prompts (127–153 tokens against 26) it babbles, and an SFT of 300 steps that made the three-stage
+format 100 % valid still answered every scene with the same box. Two options fix that without teaching any
+rationale:
+
+- ``describe_share``: that share of the scenes becomes :data:`DESCRIBE_PROMPT` → the scene description
+  (:func:`wise_rl.data.shapeworld.describe_scene`: the shapes, each one's place, width and corners; no query, so no
+  reasoning), as an instruction-tuned VLM can caption;
+- ``prompt_mix``: the grounding questions are worded by several of the project's templates (``answer-only``,
+  ``wise``, ``wise-s``, ``verbose``, ``wise-train``), always with the answer block alone as the target, as an
+  instruction-tuned VLM follows many phrasings of one request.
 
 Data: an endless stream of fresh scenes (:func:`wise_rl.data.shapeworld.iter_samples`, stream disjoint from the
 train/test splits) rendered ``chunk`` scenes at a time; image processing and tokenisation happen in the collator.
@@ -104,6 +119,7 @@ class PretrainConfig:
     init: str | None = None  # start from this model folder instead of a random-weight preset
     describe_share: float = 0.0  # share of rows that ask for a scene description instead of a box (see the docstring)
     stream_start: int = 0  # index of the first scene of the training stream (a continued run starts past the first)
+    prompt_mix: str | None = None  # "name:weight,…" templates that word the grounding questions (default answer-only)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -125,6 +141,7 @@ class PretrainConfig:
             raise ValueError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.warmup_steps < 0:
             raise ValueError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        parse_prompt_mix(self.prompt_mix)
         if self.stream_start < 0:
             raise ValueError(f"--stream-start must be >= 0, got {self.stream_start}")
         if not 0 <= self.describe_share < 1:
@@ -139,7 +156,7 @@ class PretrainConfig:
         for name in ("preset", "seed", "image_size", "minutes", "max_steps", "batch_size", "lr", "min_lr_ratio",
                      "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
                      "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
-                     "stream_start"):
+                     "stream_start", "prompt_mix"):
             value = getattr(self, name)
             if value is not None and (value != getattr(defaults, name) or name in ("seed", "minutes", "max_steps")):
                 parts += [f"--{name.replace('_', '-')}", str(value)]
@@ -149,14 +166,15 @@ class PretrainConfig:
 # ----------------------------------------------------------------------------------------------------------------
 # Rows and timing
 # ----------------------------------------------------------------------------------------------------------------
-def pretrain_row(sample: dict[str, Any]) -> dict[str, Any]:
+def pretrain_row(sample: dict[str, Any], prompt: str = PROMPT) -> dict[str, Any]:
     """The SFT row of one sample, as ``training.sft_rows(ds, "answer-only", "answer")`` builds it, plus the image:
-    ``{"image", "prompt": [user turn], "completion": [assistant turn]}``."""
+    ``{"image", "prompt": [user turn], "completion": [assistant turn]}``; ``prompt`` words the question with
+    another of the project's templates (the target stays the answer block alone)."""
     target = formats.build_target("", formats.answer_dict(sample["gt_bbox"], sample["gt_points"]), "",
                                   TARGET_MODE)
     return {
         "image": sample["image"],
-        "prompt": [{"role": "user", "content": formats.render_prompt(PROMPT, sample["query"])}],
+        "prompt": [{"role": "user", "content": formats.render_prompt(prompt, sample["query"])}],
         "completion": [{"role": "assistant", "content": target}],
     }
 
@@ -184,11 +202,34 @@ def describe_row(sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def parse_prompt_mix(text: str | None) -> dict[str, float]:
+    """``"answer-only:0.4,wise:0.15"`` → ``{"answer-only": 0.4, "wise": 0.15}`` (weights, normalised when drawn);
+    a name without ``:w`` weighs 1. Names must be templates of :mod:`wise_rl.formats`."""
+    if not text:
+        return {PROMPT: 1.0}
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        if name not in formats.available_prompts():
+            raise ValueError(f"--prompt-mix: unknown prompt template {name!r} in {text!r}; known: "
+                             f"{', '.join(formats.available_prompts())}")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"--prompt-mix: weight of {name!r} is not a number: {weight!r}") from None
+        if not w > 0:
+            raise ValueError(f"--prompt-mix: weight of {name!r} must be > 0, got {w}")
+        mix[name] = mix.get(name, 0.0) + w
+    return mix
+
+
 def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None = None,
-                start: int = 0, describe_share: float = 0.0) -> Iterator[dict[str, Any]]:
+                start: int = 0, describe_share: float = 0.0,
+                prompt_mix: dict[str, float] | None = None) -> Iterator[dict[str, Any]]:
     """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds): each
     scene becomes a :func:`describe_row` with probability ``describe_share`` (a seeded draw), else a
-    :func:`pretrain_row`."""
+    :func:`pretrain_row` whose question is worded by a template drawn from ``prompt_mix`` (name → weight;
+    default: ``answer-only`` alone)."""
     import numpy as np
 
     from wise_rl.data.shapeworld import iter_samples
@@ -196,10 +237,21 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy",
                            describe=describe_share > 0)
     draws = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7, start)))
+    mix = prompt_mix or {PROMPT: 1.0}
+    names, weights = list(mix), np.asarray(list(mix.values()), dtype=float)
+    cdf = np.cumsum(weights / weights.sum())
+
+    def row(sample):
+        if describe_share and draws.random() < describe_share:
+            return describe_row(sample)
+        if len(names) == 1:
+            return pretrain_row(sample, names[0])
+        return pretrain_row(sample, names[min(int(np.searchsorted(cdf, draws.random(), side="right")),
+                                              len(names) - 1)])
+
     while True:
         t0, c0 = time.perf_counter(), time.process_time()
-        rows = [describe_row(s) if describe_share and draws.random() < describe_share else pretrain_row(s)
-                for s in (next(samples) for _ in range(chunk))]
+        rows = [row(next(samples)) for _ in range(chunk)]
         if timer is not None:
             dt = time.perf_counter() - t0
             timer.seconds += dt
@@ -275,14 +327,15 @@ def box_scores(answers: list[dict[str, Any] | None], gt_bboxes: list) -> dict[st
 
 
 def quick_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32,
-               max_new_tokens: int = 64) -> dict[str, float]:
-    """Greedy generation (the eval path's :class:`HFGenerator`, ``answer-only``) on ``rows``: box_acc50,
-    box_mean_iou and format_valid (share whose completion is exactly one valid answer block)."""
+               max_new_tokens: int = 64, prompt: str = PROMPT) -> dict[str, float]:
+    """Greedy generation (the eval path's :class:`HFGenerator`, question worded by ``prompt``) on ``rows``:
+    box_acc50, box_mean_iou and format_valid (share whose completion is exactly one valid answer block, the
+    pre-training target whatever the wording)."""
     from wise_rl.evaluate import HFGenerator
 
     was_training = model.training
     model.eval()
-    gen = HFGenerator(model, processor, PROMPT, max_new_tokens=max_new_tokens)
+    gen = HFGenerator(model, processor, prompt, max_new_tokens=max_new_tokens)
     answers, valid = [], 0
     try:
         for s in range(0, len(rows), batch_size):
@@ -499,7 +552,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         train_ds = IterableDataset.from_generator(
             stream_rows, gen_kwargs={"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk,
                                      "timer": timer, "describe_share": config.describe_share,
-                                     "start": config.stream_start})
+                                     "start": config.stream_start,
+                                     "prompt_mix": parse_prompt_mix(config.prompt_mix)})
         callback = _trainer_callback(config, clock, timer, processor, curve_rows, init=init)
         trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer", timer=timer,
                                clock=clock, callbacks=[callback])
@@ -537,12 +591,17 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         ids = [str(i) for i in eval_ds["id"]]
         box = box_scores([records[i].get("answer") for i in ids], list(eval_ds["gt_bbox"]))
         eval_s = time.perf_counter() - t0
+        # The other wordings the run trained on: the same scenes, the answer block scored the same way.
+        eval_rows = [eval_ds[k] for k in range(len(eval_ds))]
+        by_prompt = {name: quick_eval(eval_model, eval_proc, eval_rows, config.eval_batch_size,
+                                      config.max_new_tokens, prompt=name)
+                     for name in parse_prompt_mix(config.prompt_mix) if name != PROMPT}
         baselines = {"random_shape": random_shape_baseline(eval_ds, seed=config.seed),
                      "centre_box": centre_box_baseline(eval_ds)}
         examples = [{"query": eval_ds[k]["query"], "gt_bbox": [round(v, 1) for v in eval_ds[k]["gt_bbox"]],
                      "completion": records[ids[k]]["completion"]} for k in range(min(3, len(ids)))]
     else:
-        baselines, examples = {}, []
+        baselines, examples, by_prompt = {}, [], {}
 
     losses = [h["loss"] for h in callback.history]
     data_s, data_cpu_s = timer.seconds, timer.cpu_seconds
@@ -563,6 +622,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "prompt": PROMPT,
         "target": "<answer>{json}</answer> (formats.build_target mode 'answer')",
         "describe_share": config.describe_share,
+        "prompt_mix": parse_prompt_mix(config.prompt_mix),
         "describe_prompt": DESCRIBE_PROMPT if config.describe_share else None,
         "machine": machine_info(),
         "versions": {"transformers": transformers.__version__, "trl": trl.__version__},
@@ -599,6 +659,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             "latency_s_mean": eval_metrics.get("latency_mean_s"),
             "failures": eval_metrics.get("failures"),
         },
+        "metrics_by_prompt": by_prompt,
         "baselines": baselines,
         "examples": examples,
     }
@@ -620,6 +681,12 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     share = card.get("describe_share") or 0.0
     lineage = card.get("lineage") or []
     task = ("ShapeWorld grounding: the `answer-only` prompt → `<answer>{json}</answer>` (no rationale)")
+    mix = card.get("prompt_mix") or {PROMPT: 1.0}
+    if set(mix) != {PROMPT}:
+        total = sum(mix.values())
+        task += (" with the question worded by these prompt templates (share of the grounding scenes): "
+                 + ", ".join(f"`{k}` {100 * w / total:.0f} %" for k, w in mix.items())
+                 + "; the target is always the answer block alone")
     if share:
         task += (f", and on {100 * share:g} % of the scenes the prompt '{card['describe_prompt']}' → a plain scene "
                  "description (the shapes, then each one's place, width and corners; no query, no reasoning) so that "
@@ -666,6 +733,13 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"format valid {_f(m['format_valid'], pct=True)}. A perfect box scores about ½ (triangle) to π/4 (circle) "
         "mask IoU, so the box columns above are the ones to compare with the baselines.",
     ]
+    if card.get("metrics_by_prompt"):
+        lines += ["", "The same scenes with the question in the other trained wordings (the answer block scored "
+                  "the same way):", "", "| prompt | acc@0.5 (box IoU) | mean box IoU | answer block valid |",
+                  "| --- | --- | --- | --- |"]
+        for name, s in card["metrics_by_prompt"].items():
+            lines.append(f"| `{name}` | {_f(s['box_acc50'], pct=True)} | {_f(s['box_mean_iou'])} | "
+                         f"{_f(s['format_valid'], pct=True)} |")
     if card.get("curve"):
         lines += ["", "## Learning curve (held-out curve set)", "", "| minutes | steps | samples | acc@0.5 (box) |"
                   " mean box IoU | format valid |", "| --- | --- | --- | --- | --- | --- |"]
