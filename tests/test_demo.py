@@ -57,14 +57,32 @@ def test_shipped_profiles_give_both_arms_the_same_budget(name, tmp_path):
     assert cfgs["grpo_wise"]["max_steps"] == prof.grpo_steps
     assert len({demo.sequences_per_step(c) for c in cfgs.values()}) == 1
     # the real recipes' options: the three-stage target and prompt for WISE, verbose for the baseline
-    assert (cfgs["sft_verbose"]["target_mode"], cfgs["sft_verbose"]["prompt_template"]) == ("verbose", "verbose")
-    assert (cfgs["sft_wise"]["target_mode"], cfgs["sft_wise"]["prompt_template"]) == ("wise", "wise-train,wise,wise-s")
+    # (in the profile's prompt style: every shipped profile uses the compact wordings of the same requests)
+    assert prof.prompt_style == "compact"
+    assert (cfgs["sft_verbose"]["target_mode"], cfgs["sft_verbose"]["prompt_template"]) == ("verbose",
+                                                                                            "verbose-compact")
+    assert (cfgs["sft_wise"]["target_mode"], cfgs["sft_wise"]["prompt_template"]) == (
+        "wise", "wise-train-compact,wise-compact,wise-s-compact")
+    assert cfgs["grpo_wise"]["prompt_template"] == "wise-train-compact"
     assert cfgs["grpo_wise"]["reward_funcs"] == ["format", "answer_schema", "bbox_iou", "bbox_l1", "points",
                                                  "self_distillation"]
     # paths point into the run folder; GRPO starts from the WISE SFT output
     assert cfgs["grpo_wise"]["model_name_or_path"] == str(tmp_path / "wise_sft")
     assert cfgs["sft_verbose"]["model_name_or_path"] == str(tmp_path / "base")
     assert all(c["dataset"] == str(tmp_path / "data") for c in cfgs.values())
+
+
+def test_official_prompt_style_keeps_the_recipes_prompts_and_a_bad_style_is_refused(tmp_path):
+    text = (demo.DEMO_RECIPES / "profile_smoke.yaml").read_text().replace("prompt_style: compact",
+                                                                           "prompt_style: official")
+    (tmp_path / "official.yaml").write_text(text)
+    run = demo.Run(tmp_path / "run", demo.load_profile(str(tmp_path / "official.yaml")), tmp_path / "base")
+    cfgs = demo.stage_configs(run)
+    assert cfgs["sft_wise"]["prompt_template"] == "wise-train,wise,wise-s"
+    assert cfgs["sft_verbose"]["prompt_template"] == "verbose"
+    (tmp_path / "bad.yaml").write_text(text.replace("prompt_style: official", "prompt_style: tiny"))
+    with pytest.raises(demo.DemoError, match="prompt_style must be 'official' or 'compact', got 'tiny'"):
+        demo.load_profile(str(tmp_path / "bad.yaml"))
 
 
 def test_written_configs_parse_with_the_recipe_parsers(tmp_path):
@@ -180,8 +198,8 @@ def test_smoke_demo_end_to_end_and_resume(tiny_model_dir, tmp_path):
             assert key in m, (name, key)
         assert m["n"] == prof.eval_n
         assert m["completion_tokens_mean"] > 0 and m["latency_s_mean"] > 0
-    assert on_disk["variants"]["verbose"]["prompt"] == "verbose"
-    assert on_disk["variants"]["wise-s"]["prompt"] == "wise-s"
+    assert on_disk["variants"]["verbose"]["prompt"] == "verbose-compact"
+    assert on_disk["variants"]["wise-s"]["prompt"] == "wise-s-compact"
     assert on_disk["base"]["source"].startswith("quick eval") and "acc50" in on_disk["base"]
     assert 0.0 <= on_disk["random_shape_acc50"] <= 1.0
     assert {"wise_s_acc50", "wise_s_vs_verbose", "think_tokens_ratio", "latency_ratio", "grpo_concise_shorter",
@@ -204,7 +222,7 @@ def test_smoke_demo_end_to_end_and_resume(tiny_model_dir, tmp_path):
     for png in ("rewards.png", "lengths.png", "loss.png", "think_tokens_vs_accuracy.png"):
         assert (out / png).stat().st_size > 1000, png
     md = (out / "report.md").read_text()
-    assert "| wise-s | wise-s |" in md and "## Targets" in md
+    assert "| wise-s | wise-s-compact |" in md and "## Targets" in md and "compact wordings" in md
     assert (out / "configs" / "grpo_wise.yaml").is_file()
 
     # re-running skips every finished stage and reports the same numbers

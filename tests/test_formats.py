@@ -117,3 +117,22 @@ def test_inference_prompts_ask_for_their_own_layout():
     assert formats.PROMPT_SPECS["wise-s"]["stop"] == "</answer>"
     with pytest.raises(ValueError, match="known: "):
         render_prompt("wise-x", "q")
+
+
+def test_compact_prompts_ask_for_the_same_layouts_in_fewer_words():
+    for name in ("verbose", "wise", "wise-s", "wise-train"):
+        compact = formats.styled_prompt(name, "compact")
+        assert compact == name + "-compact" and formats.styled_prompt(compact, "official") == name
+        assert formats.PROMPT_SPECS[compact] == formats.PROMPT_SPECS[name]
+        text, official = render_prompt(compact, "The red one."), render_prompt(name, "The red one.")
+        assert text.startswith("Find 'the red one'.") and len(text) < len(official) / 2
+        assert ("<d_think>" in text) == (name == "wise-train") and "<think>" in text and "<answer>" in text
+    assert "within 10 words" in render_prompt("wise-s-compact", "q")
+    assert formats.styled_prompt("answer-only", "compact") == "answer-only"
+    assert formats.styled_prompt("wise-train,wise", "compact") == "wise-train-compact,wise-compact"
+    with pytest.raises(ValueError, match="'official' or 'compact'"):
+        formats.styled_prompt("wise", "short")
+    with pytest.raises(ValueError, match="unknown prompt template 'wise-x'"):
+        formats.styled_prompt("wise-x", "compact")
+    # the corpus of built tokenizers stays on the official templates (adding one must not change a built model)
+    assert set(formats.OFFICIAL_PROMPTS) == {n for n in formats.available_prompts() if "compact" not in n}
