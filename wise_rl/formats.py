@@ -294,20 +294,19 @@ _TEMPLATES: dict[str, str] = {
     "answer-only": "Find '{question}'. Answer with its bbox and two points in JSON inside <answer> </answer>.",
 }
 
-# Compact wordings of the same four requests (same tags, same layouts, same stop strings), for small models: the
-# official prompts put 100–130 tokens of instructions between the question and the answer, and a 1 M-parameter model
-# trained on CPU does not learn to ground across that distance in its budget (ShapeWorld base, 2026-11-27: box
-# acc@0.5 31 % under `answer-only`, 2 % under `wise-s`, after the same 7.5 minutes on both). The demo uses them
-# (profile `prompt_style: compact`); real models keep the official ones.
-_ANSWER = "answer with its bbox and two points in JSON inside <answer> </answer>"
+# Compact wordings of the same four requests (same tags, same layouts, same stop strings), for small models: each is
+# a short instruction followed by the `answer-only` prompt word for word, so the question sits as close to the answer
+# as in grounding pre-training. The official prompts put 100–130 tokens of instructions between the question and the
+# answer, and a 1 M-parameter model trained on CPU does not learn to ground across that in its budget (ShapeWorld
+# base, 2026-11-27). The demo uses them (profile `prompt_style: compact`); real models keep the official ones.
 COMPACT_SUFFIX = "-compact"
 _TEMPLATES |= {
-    "verbose-compact": "Find '{question}'. Think step by step in <think> </think>, then " + _ANSWER + ".",
-    "wise-compact": "Find '{question}'. Think briefly in <think> </think>, then " + _ANSWER + ".",
-    "wise-s-compact": "Find '{question}'. Think briefly in <think> </think> (within 10 words, the shorter the better), "
-    "then " + _ANSWER + ".",
-    "wise-train-compact": "Find '{question}'. Think briefly in <think> </think>, " + _ANSWER + ", then explain in "
-    "detail in <d_think> </d_think>.",
+    "verbose-compact": "Think step by step in <think> </think> first. " + _TEMPLATES["answer-only"],
+    "wise-compact": "Think briefly in <think> </think> first. " + _TEMPLATES["answer-only"],
+    "wise-s-compact": "Think briefly in <think> </think> first (within 10 words, the shorter the better). "
+    + _TEMPLATES["answer-only"],
+    "wise-train-compact": "Think briefly in <think> </think> first; after the answer, explain in detail in "
+    "<d_think> </d_think>. " + _TEMPLATES["answer-only"],
 }
 OFFICIAL_PROMPTS = ("answer-only", "verbose", "wise", "wise-s", "wise-train")
 
