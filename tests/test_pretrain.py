@@ -233,3 +233,28 @@ def test_prompt_mix_words_grounding_rows_with_the_named_templates():
             parse_prompt_mix(text)
     with pytest.raises(ValueError, match="prompt-mix"):
         PretrainConfig(out="x", max_steps=1, prompt_mix="wise:-1").validate()
+
+
+def test_name_share_rows_name_the_queried_shape_in_words():
+    """--name-share P turns about P of the scenes into naming rows: the query → 'the {colour} {kind} {where}' of the
+    target (no box); with --describe-share both come from one draw, the rest stay grounding rows."""
+    from wise_rl.data.shapeworld import iter_samples
+    from wise_rl.pretrain import DESCRIBE_PROMPT, pretrain_row, stream_rows
+
+    it = stream_rows(seed=0, image_size=112, chunk=16, describe_share=0.25, name_share=0.25)
+    rows = [next(it) for _ in range(200)]
+    kinds = {"describe": 0, "name": 0, "ground": 0}
+    for row, sample in zip(rows, iter_samples(0, mask_format="numpy", describe=True)):
+        prompt, target = row["prompt"][0]["content"], row["completion"][0]["content"]
+        if prompt == DESCRIBE_PROMPT:
+            kinds["describe"] += 1
+        elif prompt.startswith("Which shape is"):
+            kinds["name"] += 1
+            assert f"'{sample['query'].lower()}'" in prompt
+            assert target == sample["target_name"] and target.startswith("the ") and "<" not in target
+        else:
+            kinds["ground"] += 1
+            assert row["completion"] == pretrain_row(sample)["completion"]
+    assert all(30 < kinds[k] < 70 for k in ("describe", "name")) and kinds["ground"] > 70, kinds
+    with pytest.raises(ValueError, match="name-share"):
+        PretrainConfig(out="x", max_steps=1, describe_share=0.5, name_share=0.5).validate()

@@ -268,6 +268,10 @@ def test_described_stream_tells_the_scene_without_the_query():
     assert row["query"] not in text
     survey = text.split(". ", 1)[1]  # the per-shape sentences, word for word in the detailed rationale
     assert survey in row["detailed"]
+    # the target named as the rationales name it: colour, kind and coarse place
+    name = row["target_name"]
+    assert re.fullmatch(r"the \w+ \w+ (at the|on the|in the) [a-z ]+", name), name
+    assert " ".join(name.split()[:3]) in text.lower()  # 'the {colour} {kind}' opens its survey sentence
 
 
 def test_image_size_scales_everything():

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--describe-share", type=float, default=d.describe_share, metavar="P",
                         help="share of training scenes that ask for a scene description (plain text, no query) "
                         "instead of a box, so the model keeps writing (default 0)")
+    parser.add_argument("--name-share", type=float, default=d.name_share, metavar="P",
+                        help="share of training scenes that ask to name the queried shape in words ('the red "
+                        "pentagon at the bottom') instead of boxing it (default 0)")
     parser.add_argument("--prompt-mix", default=None, metavar="NAME:W,…",
                         help="prompt templates that word the grounding questions, with weights, e.g. "
                         "'answer-only:0.4,wise:0.15,wise-s:0.15,verbose:0.15,wise-train:0.15'; the target stays the "
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, curve_every=args.curve_every, curve_n=args.curve_n,
         logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
         describe_share=args.describe_share, stream_start=args.stream_start, prompt_mix=args.prompt_mix,
+        name_share=args.name_share,
     )
     try:
         config.validate()

@@ -364,6 +364,13 @@ def describe_scene(scene: Scene) -> str:
     return f"The image shows {n} shapes: {_listing(shapes)}. {_survey(shapes, scene.image_size)}"
 
 
+def name_shape(scene: Scene, index: int) -> str:
+    """Shape ``index`` named in words: 'the {colour} {kind} {where}' (e.g. 'the red pentagon at the bottom'), the
+    words the rationales use for it."""
+    shape = scene.shapes[index]
+    return f"the {shape.name} {_where(shape, scene.image_size)}"
+
+
 def _intro(rng: np.random.Generator, shapes: Sequence[Shape], image_size: int, query: str) -> str:
     n = _NUMBER_WORDS.get(len(shapes), str(len(shapes)))
     scene = _pick(
@@ -829,8 +836,8 @@ def iter_samples(
     describe: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """An endless stream of fresh samples in the sample schema (plus ``family``, ``target_index``,
-    ``shape_boxes``, and ``description`` = :func:`describe_scene` when ``describe``), for training loops that want
-    new scenes without building a Dataset.
+    ``shape_boxes``, and when ``describe``: ``description`` = :func:`describe_scene` and ``target_name`` =
+    :func:`name_shape` of the target), for training loops that want new scenes without building a Dataset.
 
     ``image`` is a PIL RGB image; ``gt_mask`` is a PIL 'L' image (``mask_format="pil"``, as a Dataset row decodes)
     or an H×W uint8 numpy array (``"numpy"``, cheaper). The stream (spawn key 2) is disjoint from the train and
@@ -845,6 +852,7 @@ def iter_samples(
         row["id"] = f"stream-{i:06d}"
         if describe:
             row["description"] = describe_scene(scene)
+            row["target_name"] = name_shape(scene, row["target_index"])
         if mask_format == "pil":
             row["gt_mask"] = Image.fromarray(row["gt_mask"], mode="L")
         yield row
