@@ -753,6 +753,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         *lineage,
         card["command"],
         "```",
+        *(["", card["note"]] if card.get("note") else []),
         "",
         f"- date: {card['date']}; seed {card['seed']}",
         f"- machine: {mach['platform']}, {mach['cpu_count']} CPUs, torch threads {mach['torch_threads']}, "
