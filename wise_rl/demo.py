@@ -691,9 +691,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         "acc@0.5 = share of test scenes whose box-decoded prediction has mask IoU ≥ 0.5 with the queried shape "
         "(LISA protocol, `wise-rl eval`); a perfect box reaches only ≈ 0.5 mask IoU on a triangle. Box acc@0.5 = "
         "box IoU > 0.5 against the ground-truth box, the measure of the random-shape baseline (box a random shape "
-        "of the scene). Think tokens: the `<think>` content, policy tokenizer. verbose: arm (a) with the `verbose` "
-        "prompt; wise / wise-s: arm (b) (SFT + GRPO) with the WISE inference prompts, generation stopped at "
-        "`</answer>`.", "",
+        "of the scene). Think tokens: the `<think>` content, policy tokenizer. verbose: arm (a) with the verbose "
+        "prompt; wise / wise-s: arm (b) (SFT + GRPO) with the WISE inference prompts (the prompt column names each "
+        "template), generation stopped at `</answer>`.", "",
     ]
     if p.get("prompt_style") == "compact":
         lines += [
