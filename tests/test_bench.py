@@ -91,3 +91,24 @@ def test_bench_grpo_step_rejects_bad_arguments():
         bench.bench_grpo_step(steps=0)
     with pytest.raises(ValueError, match="variants"):
         bench.bench_grpo_step(variants=("plain",))
+
+
+def test_bench_generation_compact_style_from_an_init_model(tiny_model_dir, tmp_path):
+    """--train-init starts the bench model from a model folder; --prompt-style compact words the training rows and
+    both generation prompts (results keep the names verbose / wise-s; the command in the doc says how to re-run)."""
+    folder, info = bench.build_generation_model(tmp_path / "m", scenes=2, steps=2, batch_size=2, lr=1e-3,
+                                                init=str(tiny_model_dir), prompt_style="compact", progress=False)
+    assert info["settings"]["init"] == str(tiny_model_dir) and info["train_rows"] == 4
+    assert info["description"].startswith(f"`{tiny_model_dir}` SFT-trained")
+    assert "`verbose-compact` prompt → verbose target" in info["description"]
+    doc = _doc(tmp_path)
+    r = bench.bench_generation(n=2, batch_size=2, max_new_tokens=4, work_dir=tmp_path / "m", progress=False,
+                               write=doc, model_options={"scenes": 2, "steps": 2, "batch_size": 2, "lr": 1e-3,
+                                                         "init": str(tiny_model_dir), "prompt_style": "compact"})
+    assert r["prompts"] == {"verbose": "verbose-compact", "wise-s": "wise-s-compact"}
+    assert r["model_train_wall_s"] == info["train_wall_s"]  # reused, not retrained
+    text = doc.read_text()
+    assert f"--train-init {tiny_model_dir} --train-lr 0.001 --train-steps 2 --train-scenes 2 --prompt-style compact" \
+        in text and "`wise-s-compact`" in text
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        bench.build_generation_model(tmp_path / "y", init=str(tmp_path / "nothing"), steps=1, scenes=1)

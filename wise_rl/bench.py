@@ -309,7 +309,7 @@ GEN_PROMPTS = ("verbose", "wise-s")
 
 GEN_MODEL_DEFAULTS: dict[str, Any] = {
     "preset": "tiny", "scenes": 64, "steps": 400, "batch_size": 8, "lr": 1e-2, "seed": 0, "image_size": 112,
-    "train_prompts": ("verbose", "wise-s"),
+    "train_prompts": ("verbose", "wise-s"), "init": None, "prompt_style": "official",
 }
 """Settings of the offline bench model (``bench generation`` without ``--model``)."""
 
@@ -318,9 +318,14 @@ _TARGET_FOR_PROMPT = {"verbose": "verbose", "wise-train": "wise", "wise-s": "wis
 
 def describe_generation_model(settings: dict[str, Any]) -> str:
     """One line that says exactly which model the offline generation bench trained."""
+    from wise_rl.formats import styled_prompt
+
     s = settings
-    mix = " + ".join(f"`{p}` prompt → {_TARGET_FOR_PROMPT[p]} target" for p in s["train_prompts"])
-    return (f"wise_rl `{s['preset']}` preset (random init, seed {s['seed']}) SFT-trained for {s['steps']} steps "
+    style = s.get("prompt_style", "official")
+    mix = " + ".join(f"`{styled_prompt(p, style)}` prompt → {_TARGET_FOR_PROMPT[p]} target"
+                     for p in s["train_prompts"])
+    start = (f"`{s['init']}`" if s.get("init") else f"wise_rl `{s['preset']}` preset (random init, seed {s['seed']})")
+    return (f"{start} SFT-trained for {s['steps']} steps "
             f"(batch {s['batch_size']}, lr {s['lr']:g}, warmup + cosine) on {s['scenes']} ShapeWorld train scenes "
             f"({s['image_size']} px, seed {s['seed']}) × {len(s['train_prompts'])} rows each, an equal mix of "
             f"{mix}; completion-only loss through wise_rl.pretrain.make_trainer (transformers.Trainer + TRL's VLM "
@@ -329,8 +334,8 @@ def describe_generation_model(settings: dict[str, Any]) -> str:
 
 def build_generation_model(out_dir: str | os.PathLike, preset: str = "tiny", scenes: int = 64, steps: int = 400,
                            batch_size: int = 8, lr: float = 1e-2, seed: int = 0, image_size: int = 112,
-                           train_prompts: tuple[str, ...] = ("verbose", "wise-s"),
-                           progress: bool = True) -> tuple[Path, dict[str, Any]]:
+                           train_prompts: tuple[str, ...] = ("verbose", "wise-s"), init: str | None = None,
+                           prompt_style: str = "official", progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """The offline model of ``bench generation``: one model that emits both formats, depending on the prompt.
 
     A random-weight ``preset`` model is SFT-trained on ``scenes`` ShapeWorld train scenes, each turned into one
@@ -338,7 +343,9 @@ def build_generation_model(out_dir: str | os.PathLike, preset: str = "tiny", sce
     </think><answer>…</answer>``; ``wise-s`` / ``wise-train`` → ``<think>concise</think><answer>…</answer><d_think>
     detailed</d_think>``), shuffled together, with the project's SFT trainer (:func:`wise_rl.pretrain.make_trainer`:
     TRL's VLM collator, prompt and completion tokenised separately, completion-only loss). A folder that already
-    holds a model built with the same settings (``bench_model.json``) is reused. Returns ``(folder, info)``.
+    holds a model built with the same settings (``bench_model.json``) is reused. ``init``: start from that model
+    folder (e.g. the ShapeWorld base) instead of a random ``preset``; ``prompt_style``: the wording of the prompts
+    (:func:`wise_rl.formats.styled_prompt`). Returns ``(folder, info)``.
     """
     import torch
     from datasets import concatenate_datasets
@@ -353,7 +360,8 @@ def build_generation_model(out_dir: str | os.PathLike, preset: str = "tiny", sce
             raise ValueError(f"train prompt {p!r} unknown; expected some of {', '.join(_TARGET_FOR_PROMPT)}")
     settings = {"preset": preset, "scenes": int(scenes), "steps": int(steps), "batch_size": int(batch_size),
                 "lr": float(lr), "seed": int(seed), "image_size": int(image_size),
-                "train_prompts": list(train_prompts)}
+                "train_prompts": list(train_prompts), "init": None if init is None else str(init),
+                "prompt_style": prompt_style}
     out = Path(out_dir)
     info_file = out / "bench_model.json"
     if info_file.is_file():
@@ -362,9 +370,17 @@ def build_generation_model(out_dir: str | os.PathLike, preset: str = "tiny", sce
             return out, info
     out.mkdir(parents=True, exist_ok=True)
     train = generate_dataset(n_train=scenes, n_test=0, seed=seed, image_size=image_size, progress=False)["train"]
-    rows = concatenate_datasets([sft_rows(train, p, _TARGET_FOR_PROMPT[p]) for p in train_prompts])
+    from wise_rl.formats import styled_prompt
+
+    rows = concatenate_datasets([sft_rows(train, styled_prompt(p, prompt_style), _TARGET_FOR_PROMPT[p])
+                                 for p in train_prompts])
     rows = rows.shuffle(seed=seed)
-    folder = build_tiny_model(out / "init", preset=preset, seed=seed, image_size=image_size)
+    if init is not None:
+        folder = Path(init)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"bench model init {folder}: no config.json (expected a model folder)")
+    else:
+        folder = build_tiny_model(out / "init", preset=preset, seed=seed, image_size=image_size)
     processor = load_processor(folder)
     model = load_model(folder, dtype=torch.float32)
     config = PretrainConfig(out=str(out), preset=preset, seed=seed, image_size=image_size, max_steps=steps,
@@ -401,7 +417,7 @@ def bench_generation(model: str | os.PathLike | None = None, dataset: str | None
                      n: int = 32, batch_size: int = 8, max_new_tokens: int = 256,
                      work_dir: str | os.PathLike | None = None, threads: int | None = None,
                      model_options: dict[str, Any] | None = None, progress: bool = True,
-                     write: bool | str | os.PathLike = True) -> dict[str, Any]:
+                     write: bool | str | os.PathLike = True, prompt_style: str | None = None) -> dict[str, Any]:
     """WISE-S vs verbose generation on the same model and the same ``n`` samples, through the eval path.
 
     For each batch of ``batch_size`` samples, :class:`wise_rl.evaluate.HFGenerator` (greedy, stopped at
@@ -414,11 +430,14 @@ def bench_generation(model: str | os.PathLike | None = None, dataset: str | None
 
     Without ``model`` the offline bench model of :func:`build_generation_model` is built (or reused) under
     ``work_dir`` (default ``runs/bench/generation-model``) with ``model_options`` over
-    :data:`GEN_MODEL_DEFAULTS`; ``dataset`` None: ShapeWorld test scenes.
+    :data:`GEN_MODEL_DEFAULTS`; ``dataset`` None: ShapeWorld test scenes. ``prompt_style`` ('official' or
+    'compact', :func:`wise_rl.formats.styled_prompt`) words both prompts; default: the bench model's style, else
+    official. Results keep the names ``verbose`` / ``wise-s``.
     """
     import torch
 
     from wise_rl import evaluate as ev
+    from wise_rl.formats import styled_prompt
     from wise_rl.models import load_model, load_processor
 
     if n < 1 or batch_size < 1 or max_new_tokens < 1:
@@ -436,6 +455,7 @@ def bench_generation(model: str | os.PathLike | None = None, dataset: str | None
         model_desc = model_info["description"]
         image_size = int(opts["image_size"])
         data_seed = int(opts["seed"])
+        prompt_style = prompt_style or opts["prompt_style"]
     else:
         folder = Path(model)
         if not folder.exists():
@@ -451,7 +471,9 @@ def bench_generation(model: str | os.PathLike | None = None, dataset: str | None
         raise ValueError(f"dataset {dataset!r} has no rows")
     ids = ev._unique_ids(rows, dataset or "shapeworld test")
     decoder = ev.make_decoder("box")
-    generators = {p: ev.HFGenerator(policy, processor, p, max_new_tokens) for p in GEN_PROMPTS}
+    prompt_style = prompt_style or "official"
+    styled = {p: styled_prompt(p, prompt_style) for p in GEN_PROMPTS}
+    generators = {p: ev.HFGenerator(policy, processor, styled[p], max_new_tokens) for p in GEN_PROMPTS}
     batches = [list(range(s, min(s + batch_size, len(rows)))) for s in range(0, len(rows), batch_size)]
 
     def gen_batch(prompt, batch):
@@ -469,7 +491,8 @@ def bench_generation(model: str | os.PathLike | None = None, dataset: str | None
         for p in (GEN_PROMPTS if b % 2 == 0 else GEN_PROMPTS[::-1]):
             samples, gens = gen_batch(p, batch)
             for row, g in zip(samples, gens):
-                rec = ev.score_completion(g.completion, row, p, decoder, frame=model_size, tokenizer=tokenizer)
+                rec = ev.score_completion(g.completion, row, styled[p], decoder, frame=model_size,
+                                          tokenizer=tokenizer)
                 rec.update(completion_tokens=g.completion_tokens, latency_s=g.latency_s)
                 records[p].append(rec)
     per_prompt = {p: ev.run_metrics(records[p], ids) for p in GEN_PROMPTS}
@@ -486,6 +509,7 @@ def bench_generation(model: str | os.PathLike | None = None, dataset: str | None
         "n": len(rows),
         "batch_size": batch_size,
         "max_new_tokens": max_new_tokens,
+        "prompts": styled,
     }
     for p in GEN_PROMPTS:
         m = per_prompt[p]
@@ -499,6 +523,7 @@ def bench_generation(model: str | os.PathLike | None = None, dataset: str | None
                               if hasattr(os, "getloadavg") else "n/a")
     result["date"] = _dt.date.today().isoformat()
     if model_info:
+        result["model_settings"] = model_info.get("settings")
         result["model_train_wall_s"] = model_info.get("train_wall_s")
         result["model_final_loss"] = model_info.get("final_loss")
     result["samples"] = {p: [{k: r.get(k) for k in ("id", "think_tokens", "completion_tokens", "latency_s",
@@ -521,6 +546,14 @@ def _generation_section(r: dict[str, Any], offline: bool, dataset, split, thread
     if dataset:
         cmd += f" --dataset {dataset}" + (f" --split {split}" if split else "")
     cmd += f" --n {r['n']} --batch-size {r['batch_size']} --max-new-tokens {r['max_new_tokens']}"
+    ms = r.get("model_settings") or {}
+    for key, flag in (("init", "--train-init"), ("lr", "--train-lr"), ("steps", "--train-steps"),
+                      ("scenes", "--train-scenes")):
+        if offline and ms.get(key) is not None and ms.get(key) != GEN_MODEL_DEFAULTS[key]:
+            cmd += f" {flag} {ms[key]}"
+    style = (r.get("prompts") or {}).get("wise-s", "wise-s")
+    if style.endswith("-compact"):
+        cmd += " --prompt-style compact"
     if threads:
         cmd += f" --threads {threads}"
     rows = []
@@ -554,6 +587,7 @@ def _generation_section(r: dict[str, Any], offline: bool, dataset, split, thread
         f"- model: {r['model']}.{trained}\n"
         f"- samples: {r['n']} from {r['dataset']}, batches of {r['batch_size']}, greedy, at most "
         f"{r['max_new_tokens']} new tokens, stopped at `</answer>` (wise_rl.evaluate.HFGenerator); the two prompts "
+        f"(`{(r.get('prompts') or {}).get('verbose', 'verbose')}`, `{(r.get('prompts') or {}).get('wise-s', 'wise-s')}`) "
         "alternate batch by batch after one untimed warm-up batch each\n\n"
         "| per sample | verbose | wise-s | verbose / wise-s |\n| --- | --- | --- | --- |\n"
         + "\n".join(rows) + "\n\n"

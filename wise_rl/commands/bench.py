@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="where the offline bench model is built / reused (default runs/bench/generation-model)")
     g.add_argument("--train-steps", type=int, default=None, help="SFT steps of the offline bench model")
     g.add_argument("--train-scenes", type=int, default=None, help="ShapeWorld scenes of the offline bench model")
+    g.add_argument("--train-init", default=None, metavar="DIR",
+                   help="start the offline bench model from this model folder (e.g. wise_rl/assets/shapeworld-base) "
+                   "instead of a random tiny model")
+    g.add_argument("--train-lr", type=float, default=None, help="SFT learning rate of the offline bench model")
+    g.add_argument("--prompt-style", choices=("official", "compact"), default=None,
+                   help="wording of the verbose / wise-s prompts (training and generation; default official)")
     g.add_argument("--json", default=None, help="also write the full result (per-sample records) to this file")
     _common(g)
 
@@ -90,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
         )
     elif args.bench == "generation":
         _positive(args, "n", "batch_size", "max_new_tokens", "train_steps", "train_scenes")
-        options = {k: v for k, v in (("steps", args.train_steps), ("scenes", args.train_scenes)) if v is not None}
+        options = {k: v for k, v in (("steps", args.train_steps), ("scenes", args.train_scenes),
+                                     ("init", args.train_init), ("lr", args.train_lr),
+                                     ("prompt_style", args.prompt_style)) if v is not None}
         result = BENCHES["generation"](
             model=args.model, dataset=args.dataset, split=args.split, n=args.n, batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens, work_dir=args.work_dir, threads=args.threads,
-            model_options=options or None, write=write,
+            model_options=options or None, write=write, prompt_style=args.prompt_style,
         )
     elif args.bench == "grpo-step":
         _positive(args, "steps", "rounds", "max_completion_length")
