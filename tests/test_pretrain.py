@@ -195,6 +195,10 @@ def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_
     assert md.index(card_a["command"]) < md.index(card_b["command"])
     assert DESCRIBE_PROMPT in md and "50 % of the scenes" in md
     assert "`answer-only` 75 %, `wise-s` 25 %" in md
+    from wise_rl.pretrain import model_card_markdown
+
+    noted = model_card_markdown(card_b | {"note": "Shipped from folder b."})  # e.g. where the chain's output went
+    assert "Shipped from folder b." in noted and "Shipped" not in md
     # the held-out scenes are scored again in each other trained wording
     assert set(card_b["metrics_by_prompt"]) == {"wise-s"}
     assert card_b["metrics_by_prompt"]["wise-s"]["n"] == 2 and "| `wise-s` |" in md
