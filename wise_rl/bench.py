@@ -546,13 +546,13 @@ def _generation_section(r: dict[str, Any], offline: bool, dataset, split, thread
     if dataset:
         cmd += f" --dataset {dataset}" + (f" --split {split}" if split else "")
     cmd += f" --n {r['n']} --batch-size {r['batch_size']} --max-new-tokens {r['max_new_tokens']}"
+    prompts = r.get("prompts") or dict(zip(GEN_PROMPTS, GEN_PROMPTS))
     ms = r.get("model_settings") or {}
     for key, flag in (("init", "--train-init"), ("lr", "--train-lr"), ("steps", "--train-steps"),
                       ("scenes", "--train-scenes")):
         if offline and ms.get(key) is not None and ms.get(key) != GEN_MODEL_DEFAULTS[key]:
             cmd += f" {flag} {ms[key]}"
-    style = (r.get("prompts") or {}).get("wise-s", "wise-s")
-    if style.endswith("-compact"):
+    if prompts["wise-s"].endswith("-compact"):
         cmd += " --prompt-style compact"
     if threads:
         cmd += f" --threads {threads}"
@@ -587,7 +587,7 @@ def _generation_section(r: dict[str, Any], offline: bool, dataset, split, thread
         f"- model: {r['model']}.{trained}\n"
         f"- samples: {r['n']} from {r['dataset']}, batches of {r['batch_size']}, greedy, at most "
         f"{r['max_new_tokens']} new tokens, stopped at `</answer>` (wise_rl.evaluate.HFGenerator); the two prompts "
-        f"(`{(r.get('prompts') or {}).get('verbose', 'verbose')}`, `{(r.get('prompts') or {}).get('wise-s', 'wise-s')}`) "
+        f"(`{prompts['verbose']}`, `{prompts['wise-s']}`) "
         "alternate batch by batch after one untimed warm-up batch each\n\n"
         "| per sample | verbose | wise-s | verbose / wise-s |\n| --- | --- | --- | --- |\n"
         + "\n".join(rows) + "\n\n"

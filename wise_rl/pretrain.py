@@ -562,6 +562,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     from wise_rl.models import build_tiny_model, count_parameters, load_model, load_processor
 
     config.validate()
+    prompt_mix = parse_prompt_mix(config.prompt_mix)
     if config.threads:
         torch.set_num_threads(config.threads)
     elif not torch.cuda.is_available():
@@ -594,7 +595,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             stream_rows, gen_kwargs={"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk,
                                      "timer": timer, "describe_share": config.describe_share,
                                      "start": config.stream_start,
-                                     "prompt_mix": parse_prompt_mix(config.prompt_mix),
+                                     "prompt_mix": prompt_mix,
                                      "name_share": config.name_share})
         callback = _trainer_callback(config, clock, timer, processor, curve_rows, init=init)
         trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer", timer=timer,
@@ -632,12 +633,12 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         records = {r["id"]: r for r in read_samples(eval_dir / "samples.jsonl")}
         ids = [str(i) for i in eval_ds["id"]]
         box = box_scores([records[i].get("answer") for i in ids], list(eval_ds["gt_bbox"]))
-        eval_s = time.perf_counter() - t0
         # The other wordings the run trained on: the same scenes, the answer block scored the same way.
         eval_rows = [eval_ds[k] for k in range(len(eval_ds))]
         by_prompt = {name: quick_eval(eval_model, eval_proc, eval_rows, config.eval_batch_size,
                                       config.max_new_tokens, prompt=name)
-                     for name in parse_prompt_mix(config.prompt_mix) if name != PROMPT}
+                     for name in prompt_mix if name != PROMPT}
+        eval_s = time.perf_counter() - t0
         baselines = {"random_shape": random_shape_baseline(eval_ds, seed=config.seed),
                      "centre_box": centre_box_baseline(eval_ds)}
         examples = [{"query": eval_ds[k]["query"], "gt_bbox": [round(v, 1) for v in eval_ds[k]["gt_bbox"]],
@@ -664,7 +665,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "prompt": PROMPT,
         "target": "<answer>{json}</answer> (formats.build_target mode 'answer')",
         "describe_share": config.describe_share,
-        "prompt_mix": parse_prompt_mix(config.prompt_mix),
+        "prompt_mix": prompt_mix,
         "describe_prompt": DESCRIBE_PROMPT if config.describe_share else None,
         "name_share": config.name_share,
         "name_prompt": NAME_PROMPT if config.name_share else None,

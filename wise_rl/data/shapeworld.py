@@ -819,11 +819,16 @@ def _rng_for(seed: int, stream: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(_STREAM_KEYS[stream], int(index))))
 
 
+def _scene_at(seed: int, stream: str, index: int, image_size: int = 112, **kwargs) -> tuple[dict[str, Any], Scene]:
+    """Row ``index`` of a stream (id included) and its scene."""
+    row, scene = make_sample(_rng_for(seed, stream, index), image_size, **kwargs)
+    row["id"] = f"{stream}-{index:06d}"
+    return row, scene
+
+
 def sample_at(seed: int, stream: str, index: int, image_size: int = 112, **kwargs) -> dict[str, Any]:
     """Row ``index`` of a stream ('train', 'test' or 'stream'), ``gt_mask`` as a uint8 array, id included."""
-    row, _ = make_sample(_rng_for(seed, stream, index), image_size, **kwargs)
-    row["id"] = f"{stream}-{index:06d}"
-    return row
+    return _scene_at(seed, stream, index, image_size, **kwargs)[0]
 
 
 def iter_samples(
@@ -847,9 +852,7 @@ def iter_samples(
         raise ValueError(f"mask_format must be 'pil' or 'numpy', got {mask_format!r}")
     i = start
     while True:
-        row, scene = make_sample(_rng_for(seed, "stream", i), image_size, family_weights=family_weights,
-                                 gradient=gradient)
-        row["id"] = f"stream-{i:06d}"
+        row, scene = _scene_at(seed, "stream", i, image_size, family_weights=family_weights, gradient=gradient)
         if describe:
             row["description"] = describe_scene(scene)
             row["target_name"] = name_shape(scene, row["target_index"])
