@@ -376,3 +376,21 @@ def test_processor_pickles_and_deep_copies(processor):
         text = "<think>a</think>"
         assert clone.tokenizer(text)["input_ids"] == processor.tokenizer(text)["input_ids"]
         assert clone.image_processor.size == processor.image_processor.size
+
+
+@pytest.mark.parametrize("where", ["/no/such/model", "./missing-model", "runs/demo/missing_sft"])
+def test_missing_local_model_folder_is_named(tmp_path, where):
+    from wise_rl.models import load_model, load_processor
+
+    for loader in (load_model, load_processor):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            loader(where)
+
+
+def test_model_path_that_is_a_file_is_refused(tmp_path):
+    from wise_rl.models import load_model
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="is a file"):
+        load_model(path)

@@ -471,6 +471,22 @@ def set_pixel_bounds(processor, min_pixels: int | None = None, max_pixels: int |
             ip.size = size
 
 
+def check_model_location(path) -> None:
+    """Raise ``FileNotFoundError`` naming ``path`` when it is meant as a local folder but none exists.
+
+    A hub id is ``name`` or ``org/name``; anything absolute, starting with ``.`` or ``~``, or with more than one
+    ``/`` can only be a local path, and ``from_pretrained`` would otherwise fail with a hub-id validation error.
+    """
+    text = str(path)
+    local = Path(text).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise FileNotFoundError(f"model {text!r} is a file; expected a model folder (config.json, safetensors)")
+        return
+    if local.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(f"model folder {text!r} does not exist (and it is not a hub id 'org/name')")
+
+
 def load_processor(path, min_pixels: int | None = None, max_pixels: int | None = None,
                    trust_remote_code: bool = False):
     """Load a Qwen2(.5)-VL processor from a local folder (or hub id when online) with or without torchvision.
@@ -482,6 +498,7 @@ def load_processor(path, min_pixels: int | None = None, max_pixels: int | None =
     """
     from transformers.utils import is_torchvision_available
 
+    check_model_location(path)
     where = str(path)
     local = Path(path)
     processor = None
@@ -661,6 +678,7 @@ def load_model(path, dtype=None, quantization: str | None = None, device_map=Non
     import torch
     from transformers import AutoModelForImageTextToText
 
+    check_model_location(path)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if isinstance(dtype, str) and dtype != "auto":
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
