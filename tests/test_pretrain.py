@@ -262,3 +262,79 @@ def test_name_share_rows_name_the_queried_shape_in_words():
     assert all(30 < kinds[k] < 70 for k in ("describe", "name")) and kinds["ground"] > 70, kinds
     with pytest.raises(ValueError, match="name-share"):
         PretrainConfig(out="x", max_steps=1, describe_share=0.5, name_share=0.5).validate()
+
+
+def test_name_eval_scores_hand_made_answers():
+    """name_acc counts answers naming the target's colour and kind, name_in_scene any shape of the scene, and
+    random_shape is the chance of naming the target by picking a shape of the scene."""
+    from types import SimpleNamespace
+
+    from wise_rl.pretrain import name_eval, named_shape
+
+    rows = [
+        {"image": None, "query": "the red shape", "target_name": "the red pentagon at the bottom",
+         "shape_names": ["red pentagon", "blue square"]},
+        {"image": None, "query": "the largest shape", "target_name": "the green circle on the left",
+         "shape_names": ["green circle", "green circle", "red square", "blue square"]},
+        {"image": None, "query": "the odd one out", "target_name": "the blue triangle at the top",
+         "shape_names": ["blue triangle", "red triangle", "red triangle"]},
+    ]
+    answers = {"the red shape": "The red pentagon at the top",    # target (place is not scored)
+               "the largest shape": "the red square on the right",  # in the scene, not the target
+               "the odd one out": "the purple hexagon"}            # not in the scene
+
+    def generator(images, queries):
+        return [SimpleNamespace(completion=answers[q]) for q in queries]
+
+    model = torch.nn.Linear(1, 1).train()
+    out = name_eval(model, None, rows, batch_size=2, generator=generator)
+    assert out["n"] == 3
+    assert out["name_acc"] == pytest.approx(1 / 3)
+    assert out["name_in_scene"] == pytest.approx(2 / 3)
+    assert out["random_shape"] == pytest.approx((1 / 2 + 2 / 4 + 1 / 3) / 3)
+    assert out["examples"][0] == {"query": "the red shape", "target": "the red pentagon at the bottom",
+                                  "answer": "The red pentagon at the top"}
+    assert model.training  # restored
+    assert named_shape("  The Red  pentagon at the top") == "the red pentagon"
+    with pytest.raises(ValueError, match="no rows"):
+        name_eval(model, None, [], generator=generator)
+
+
+def test_described_test_scenes_match_the_test_split():
+    """naming_rows(seed, n) are the scenes of generate_dataset's test split, with the target named in words."""
+    from wise_rl.data.shapeworld import generate_dataset
+    from wise_rl.pretrain import naming_rows
+
+    test = generate_dataset(0, 4, seed=5, progress=False)["test"]
+    rows = naming_rows(5, 4)
+    for i, row in enumerate(rows):
+        assert row["id"] == test[i]["id"] and row["query"] == test[i]["query"]
+        assert row["gt_bbox"] == pytest.approx(test[i]["gt_bbox"])
+        assert len(row["shape_names"]) == len(test[i]["shape_boxes"])
+        assert row["target_name"].startswith("the " + row["shape_names"][row["target_index"]])
+
+
+def test_score_naming_adds_the_metric_to_a_card(tmp_path, tiny_model_dir, capsys):
+    """A run with naming rows scores naming on its held-out scenes; --score-naming re-runs it on a trained folder
+    (here on more scenes) and updates card.json and model_card.md; a folder without a card is a clear error."""
+    import shutil
+
+    from wise_rl.cli import main
+
+    out = tmp_path / "base"
+    assert main(["pretrain-base", "--out", str(out), "--init", str(tiny_model_dir), "--max-steps", "2",
+                 "--batch-size", "2", "--chunk", "8", "--eval-n", "4", "--eval-batch-size", "4",
+                 "--max-new-tokens", "8", "--name-share", "0.5", "--quiet"]) == 0
+    assert json.loads((out / CARD_JSON).read_text())["naming"]["n"] == 4
+    capsys.readouterr()
+    assert main(["pretrain-base", "--out", str(out), "--score-naming", "--eval-n", "6", "--eval-batch-size", "4"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    card = json.loads((out / CARD_JSON).read_text())
+    assert card["naming"]["n"] == 6 == printed["n"]
+    assert 0 <= card["naming"]["name_acc"] <= card["naming"]["name_in_scene"] <= 1
+    assert "Naming (6 of the same scenes" in (out / CARD_MD).read_text()
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, bare)
+    with pytest.raises(SystemExit, match="no card"):
+        main(["pretrain-base", "--out", str(bare), "--score-naming"])

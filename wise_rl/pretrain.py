@@ -247,6 +247,11 @@ def parse_prompt_mix(text: str | None) -> dict[str, float]:
     return mix
 
 
+def name_prompt_text(query: str) -> str:
+    """:data:`NAME_PROMPT` with the question."""
+    return NAME_PROMPT.format(question=formats.normalise_question(query))
+
+
 def name_row(sample: dict[str, Any]) -> dict[str, Any]:
     """The naming row of one sample (``iter_samples(..., describe=True)``): :data:`NAME_PROMPT` with the query →
     the target named in words (:func:`wise_rl.data.shapeworld.name_shape`), no tags, no box."""
@@ -255,7 +260,7 @@ def name_row(sample: dict[str, Any]) -> dict[str, Any]:
     return {
         "image": sample["image"],
         "prompt": [{"role": "user",
-                    "content": NAME_PROMPT.format(question=formats.normalise_question(sample["query"]))}],
+                    "content": name_prompt_text(sample["query"])}],
         "completion": [{"role": "assistant", "content": sample["target_name"]}],
     }
 
@@ -392,6 +397,96 @@ def quick_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 3
     out = box_scores(answers, [r["gt_bbox"] for r in rows])
     out["format_valid"] = valid / len(rows) if rows else 0.0
     return out
+
+
+def named_shape(text: str) -> str:
+    """The shape a naming answer names: its first three words, lower-cased ('the red pentagon at the top' →
+    'the red pentagon')."""
+    return " ".join(text.lower().split()[:3])
+
+
+def name_generator(model, processor, max_new_tokens: int = 16):
+    """The eval path's :class:`~wise_rl.evaluate.HFGenerator` asking :data:`NAME_PROMPT` (greedy, ends at eos)."""
+    from wise_rl.evaluate import HFGenerator, chat_messages
+
+    class NameGenerator(HFGenerator):
+        def prompt_texts(self, queries):
+            return [self.processor.apply_chat_template(chat_messages(name_prompt_text(q)),
+                                                       add_generation_prompt=True, tokenize=False)
+                    for q in queries]
+
+    return NameGenerator(model, processor, PROMPT, max_new_tokens=max_new_tokens, stop=None)
+
+
+def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32,
+              max_new_tokens: int = 16, generator=None) -> dict[str, Any]:
+    """Greedy answers to :data:`NAME_PROMPT` on ``rows`` (:func:`~wise_rl.data.shapeworld.described_sample_at`
+    rows): what the model sees, in words, which is what every rationale is made of.
+
+    name_acc       = share whose answer names the target's colour and kind ('the red pentagon …')
+    name_in_scene  = share whose answer names a colour + kind present in the scene (any shape)
+    random_shape   = expected name_acc of naming a random shape of the scene: mean over rows of
+                     (shapes with the target's colour and kind) / (number of shapes)
+
+    ``generator(images, queries)`` → completions defaults to :func:`name_generator`.
+    """
+    if not rows:
+        raise ValueError("name_eval: no rows")
+    was_training = model.training
+    model.eval()
+    gen = generator or name_generator(model, processor, max_new_tokens)
+    right = in_scene = 0
+    chance = 0.0
+    examples = []
+    try:
+        for s in range(0, len(rows), batch_size):
+            batch = rows[s : s + batch_size]
+            for row, out in zip(batch, gen([r["image"] for r in batch], [r["query"] for r in batch]), strict=True):
+                said = named_shape(out.completion)
+                target = named_shape(row["target_name"])
+                names = [f"the {n}" for n in row["shape_names"]]
+                right += said == target
+                in_scene += said in names
+                chance += names.count(target) / len(names)
+                if len(examples) < 3:
+                    examples.append({"query": row["query"], "target": row["target_name"],
+                                     "answer": out.completion.strip()})
+    finally:
+        if was_training:
+            model.train()
+    n = len(rows)
+    return {"n": n, "name_acc": right / n, "name_in_scene": in_scene / n, "random_shape": chance / n,
+            "examples": examples}
+
+
+def naming_rows(seed: int, n: int, image_size: int = 112) -> list[dict[str, Any]]:
+    """The first ``n`` scenes of the held-out test split (seed ``seed``) with their words, for :func:`name_eval`."""
+    from wise_rl.data.shapeworld import described_sample_at
+
+    return [described_sample_at(seed, "test", i, image_size) for i in range(n)]
+
+
+def score_naming(out, eval_n: int | None = None, batch_size: int = 32) -> dict[str, Any]:
+    """Run :func:`name_eval` on the model in ``out`` (its card's seed, image size and eval_n unless ``eval_n``) and
+    write the result into its ``card.json`` and ``model_card.md``; returns the naming metrics. For bases trained
+    before the card carried them."""
+    import torch
+
+    from wise_rl.models import load_model, load_processor
+
+    out = Path(out)
+    card_path = out / CARD_JSON
+    if not card_path.is_file():
+        raise FileNotFoundError(f"{card_path}: no card; score_naming updates the card of a pretrain-base folder")
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    cfg = card.get("config", {})
+    n = eval_n or cfg.get("eval_n") or 300
+    model, processor = load_model(out, dtype=torch.float32).eval(), load_processor(out)
+    naming = name_eval(model, processor, naming_rows(card.get("seed", 0), n, cfg.get("image_size", 112)), batch_size)
+    card["naming"] = naming
+    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    (out / CARD_MD).write_text(model_card_markdown(card), encoding="utf-8")
+    return naming
 
 
 def make_trainer(model, processor, train_dataset, config: PretrainConfig, output_dir, timer: DataTimer | None = None,
@@ -638,13 +733,15 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         by_prompt = {name: quick_eval(eval_model, eval_proc, eval_rows, config.eval_batch_size,
                                       config.max_new_tokens, prompt=name)
                      for name in prompt_mix if name != PROMPT}
+        naming = (name_eval(eval_model, eval_proc, naming_rows(config.seed, config.eval_n, config.image_size),
+                            config.eval_batch_size) if config.name_share else None)
         eval_s = time.perf_counter() - t0
         baselines = {"random_shape": random_shape_baseline(eval_ds, seed=config.seed),
                      "centre_box": centre_box_baseline(eval_ds)}
         examples = [{"query": eval_ds[k]["query"], "gt_bbox": [round(v, 1) for v in eval_ds[k]["gt_bbox"]],
                      "completion": records[ids[k]]["completion"]} for k in range(min(3, len(ids)))]
     else:
-        baselines, examples, by_prompt = {}, [], {}
+        baselines, examples, by_prompt, naming = {}, [], {}, None
 
     losses = [h["loss"] for h in callback.history]
     data_s, data_cpu_s = timer.seconds, timer.cpu_seconds
@@ -705,6 +802,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             "failures": eval_metrics.get("failures"),
         },
         "metrics_by_prompt": by_prompt,
+        "naming": naming,
         "baselines": baselines,
         "examples": examples,
     }
@@ -789,6 +887,13 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         for name, s in card["metrics_by_prompt"].items():
             lines.append(f"| `{name}` | {_f(s['box_acc50'], pct=True)} | {_f(s['box_mean_iou'])} | "
                          f"{_f(s['format_valid'], pct=True)} |")
+    if card.get("naming"):
+        nm = card["naming"]
+        lines += ["", f"Naming ({nm['n']} of the same scenes, \"{NAME_PROMPT}\", greedy): the answer names the "
+                  f"target's colour and kind in {_f(nm['name_acc'], pct=True)} of the scenes (a random shape of the "
+                  f"scene: {_f(nm['random_shape'], pct=True)}), and some shape of the scene in "
+                  f"{_f(nm['name_in_scene'], pct=True)}. Rationales are made of these words: a model that cannot "
+                  "name what it sees writes rationales that name the wrong shape."]
     if card.get("curve"):
         lines += ["", "## Learning curve (held-out curve set)", "", "| minutes | steps | samples | acc@0.5 (box) |"
                   " mean box IoU | format valid |", "| --- | --- | --- | --- | --- | --- |"]

@@ -54,13 +54,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on CPU: faster for this model size, "
                         "see wise_rl.pretrain)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--score-naming", action="store_true",
+                        help="no training: score how well the model in --out names the queried shape (on --eval-n "
+                        "held-out scenes, default the card's) and add it to its card")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from wise_rl.pretrain import CARD_MD, PretrainConfig, pretrain
+    from wise_rl.pretrain import CARD_MD, PretrainConfig, pretrain, score_naming
 
+    if args.score_naming:
+        try:
+            naming = score_naming(args.out, eval_n=args.eval_n if args.eval_n != PretrainConfig(out="").eval_n
+                                  else None, batch_size=args.eval_batch_size)
+        except FileNotFoundError as exc:
+            raise SystemExit(f"wise-rl pretrain-base --score-naming: {exc}") from None
+        print(json.dumps({k: v for k, v in naming.items() if k != "examples"}, indent=2))
+        return 0
     config = PretrainConfig(
         out=args.out, preset=args.preset, seed=args.seed, image_size=args.image_size, minutes=args.minutes,
         max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=args.min_lr_ratio,

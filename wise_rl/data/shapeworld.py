@@ -831,6 +831,20 @@ def sample_at(seed: int, stream: str, index: int, image_size: int = 112, **kwarg
     return _scene_at(seed, stream, index, image_size, **kwargs)[0]
 
 
+def _add_words(row: dict[str, Any], scene: Scene) -> dict[str, Any]:
+    row["description"] = describe_scene(scene)
+    row["target_name"] = name_shape(scene, row["target_index"])
+    row["shape_names"] = [shape.name for shape in scene.shapes]
+    return row
+
+
+def described_sample_at(seed: int, stream: str, index: int, image_size: int = 112, **kwargs) -> dict[str, Any]:
+    """:func:`sample_at` plus the scene in words: ``description`` (:func:`describe_scene`), ``target_name``
+    (:func:`name_shape` of the target) and ``shape_names`` ('red pentagon', … in scene order). Row ``i`` of the
+    'test' stream is the scene of row ``i`` of :func:`generate_dataset`'s test split (same seed and defaults)."""
+    return _add_words(*_scene_at(seed, stream, index, image_size, **kwargs))
+
+
 def iter_samples(
     seed: int,
     image_size: int = 112,
@@ -841,8 +855,8 @@ def iter_samples(
     describe: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """An endless stream of fresh samples in the sample schema (plus ``family``, ``target_index``,
-    ``shape_boxes``, and when ``describe``: ``description`` = :func:`describe_scene` and ``target_name`` =
-    :func:`name_shape` of the target), for training loops that want new scenes without building a Dataset.
+    ``shape_boxes``, and when ``describe``: ``description`` = :func:`describe_scene`, ``target_name`` =
+    :func:`name_shape` of the target and ``shape_names``), for training loops that want new scenes without building a Dataset.
 
     ``image`` is a PIL RGB image; ``gt_mask`` is a PIL 'L' image (``mask_format="pil"``, as a Dataset row decodes)
     or an H×W uint8 numpy array (``"numpy"``, cheaper). The stream (spawn key 2) is disjoint from the train and
@@ -854,8 +868,7 @@ def iter_samples(
     while True:
         row, scene = _scene_at(seed, "stream", i, image_size, family_weights=family_weights, gradient=gradient)
         if describe:
-            row["description"] = describe_scene(scene)
-            row["target_name"] = name_shape(scene, row["target_index"])
+            _add_words(row, scene)
         if mask_format == "pil":
             row["gt_mask"] = Image.fromarray(row["gt_mask"], mode="L")
         yield row
