@@ -265,8 +265,9 @@ def test_name_share_rows_name_the_queried_shape_in_words():
 
 
 def test_name_eval_scores_hand_made_answers():
-    """name_acc counts answers naming the target's colour and kind, name_in_scene any shape of the scene, and
-    random_shape is the chance of naming the target by picking a shape of the scene."""
+    """name_acc counts answers naming the target's colour and kind, name_in_scene any shape of the scene;
+    random_shape is the chance of naming the target by picking a shape of the scene, random_guess the chance that a
+    blind colour + kind guess names some shape of it."""
     from types import SimpleNamespace
 
     from wise_rl.pretrain import name_eval, named_shape
@@ -292,6 +293,7 @@ def test_name_eval_scores_hand_made_answers():
     assert out["name_acc"] == pytest.approx(1 / 3)
     assert out["name_in_scene"] == pytest.approx(2 / 3)
     assert out["random_shape"] == pytest.approx((1 / 2 + 2 / 4 + 1 / 3) / 3)
+    assert out["random_guess"] == pytest.approx((2 + 3 + 2) / 3 / (6 * 5))  # distinct pairs / (colours × kinds)
     assert out["examples"][0] == {"query": "the red shape", "target": "the red pentagon at the bottom",
                                   "answer": "The red pentagon at the top"}
     assert model.training  # restored

@@ -427,6 +427,8 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
     name_in_scene  = share whose answer names a colour + kind present in the scene (any shape)
     random_shape   = expected name_acc of naming a random shape of the scene: mean over rows of
                      (shapes with the target's colour and kind) / (number of shapes)
+    random_guess   = expected name_in_scene of a blind guess (a uniformly random colour and kind): mean over rows
+                     of (distinct colour + kind pairs in the scene) / (colours × kinds)
 
     ``generator(images, queries)`` → completions defaults to :func:`name_generator`.
     """
@@ -434,9 +436,11 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
         raise ValueError("name_eval: no rows")
     was_training = model.training
     model.eval()
+    from wise_rl.data.shapeworld import COLOURS, KINDS
+
     gen = generator or name_generator(model, processor, max_new_tokens)
     right = in_scene = 0
-    chance = 0.0
+    chance = guess = 0.0
     examples = []
     try:
         for s in range(0, len(rows), batch_size):
@@ -448,6 +452,7 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
                 right += said == target
                 in_scene += said in names
                 chance += names.count(target) / len(names)
+                guess += len(set(names)) / (len(COLOURS) * len(KINDS))
                 if len(examples) < 3:
                     examples.append({"query": row["query"], "target": row["target_name"],
                                      "answer": out.completion.strip()})
@@ -456,7 +461,7 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
             model.train()
     n = len(rows)
     return {"n": n, "name_acc": right / n, "name_in_scene": in_scene / n, "random_shape": chance / n,
-            "examples": examples}
+            "random_guess": guess / n, "examples": examples}
 
 
 def naming_rows(seed: int, n: int, image_size: int = 112) -> list[dict[str, Any]]:
@@ -892,7 +897,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         lines += ["", f"Naming ({nm['n']} of the same scenes, \"{NAME_PROMPT}\", greedy): the answer names the "
                   f"target's colour and kind in {_f(nm['name_acc'], pct=True)} of the scenes (a random shape of the "
                   f"scene: {_f(nm['random_shape'], pct=True)}), and some shape of the scene in "
-                  f"{_f(nm['name_in_scene'], pct=True)}. Rationales are made of these words: a model that cannot "
+                  f"{_f(nm['name_in_scene'], pct=True)} (a blind guess of colour and kind: "
+                  f"{_f(nm.get('random_guess'), pct=True)}). Rationales are made of these words: a model that cannot "
                   "name what it sees writes rationales that name the wrong shape."]
     if card.get("curve"):
         lines += ["", "## Learning curve (held-out curve set)", "", "| minutes | steps | samples | acc@0.5 (box) |"
