@@ -394,3 +394,22 @@ def test_model_path_that_is_a_file_is_refused(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="is a file"):
         load_model(path)
+
+
+def test_console_script_prints_a_missing_model_as_one_line(tmp_path):
+    """`wise-rl eval --model /missing` exits 2 with one 'wise-rl eval: error: …' line naming the folder, no
+    traceback; WISE_RL_TRACEBACK=1 shows the traceback."""
+    import os
+    import subprocess
+    import sys
+
+    missing = tmp_path / "no-such-model"
+    cmd = [sys.executable, "-m", "wise_rl.cli", "eval", "--model", str(missing), "--dataset", str(tmp_path / "d"),
+           "--prompt", "wise-s", "--out", str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k != "WISE_RL_TRACEBACK"}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert f"wise-rl eval: error: model folder '{missing}' does not exist" in run.stderr
+    loud = subprocess.run(cmd, capture_output=True, text=True, env=env | {"WISE_RL_TRACEBACK": "1"})
+    assert loud.returncode == 1 and "Traceback" in loud.stderr

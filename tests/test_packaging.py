@@ -35,4 +35,4 @@ def test_wheel_ships_rewards_templates_and_the_console_script(tmp_path):
     assert "wise_rl/templates/qwen2_5_vl.jinja" in names
     assert not any(n.startswith(("tests/", "recipes/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "wise-rl = wise_rl.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "wise-rl = wise_rl.cli:entry" in zipfile.ZipFile(wheel).read(entry_points).decode()

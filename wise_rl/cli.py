@@ -56,5 +56,28 @@ def main(argv: list[str] | None = None) -> int:
     return int(result or 0)
 
 
+# Errors that name what the user got wrong (a missing folder, a wrong config value): printed as one line by the
+# console script instead of a traceback; WISE_RL_TRACEBACK=1 shows the traceback. main() lets them propagate (tests
+# and callers catch them by type).
+USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsError, NotADirectoryError)
+
+
+def entry() -> int:
+    """The ``wise-rl`` console script: :func:`main` with user errors printed as ``wise-rl VERB: error: …``."""
+    import os
+
+    from wise_rl.training import ConfigError
+
+    argv = sys.argv[1:]
+    try:
+        return main(argv)
+    except (*USER_ERRORS, ConfigError) as exc:
+        if os.environ.get("WISE_RL_TRACEBACK"):
+            raise
+        verb = argv[0] if argv and argv[0] in COMMANDS else ""
+        print(f"wise-rl{' ' + verb if verb else ''}: error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
