@@ -233,3 +233,27 @@ def test_smoke_demo_end_to_end_and_resume(tiny_model_dir, tmp_path):
         assert stages[stage]["wall_s"] > 0  # the first run's time is kept
     assert again["variants"] == report["variants"]
     assert _state(out / "wise_grpo")["global_step"] == prof.grpo_steps
+
+
+def test_report_shows_what_the_base_names(tmp_path):
+    """A base card with naming metrics: base_metrics carries them and report.md says what they bound."""
+    from types import SimpleNamespace
+
+    card = {"metrics": {"acc50": 0.3, "box_acc50": 0.4, "n": 10}, "baselines": {"random_shape": {"acc@0.5": 0.35}},
+            "naming": {"n": 10, "name_acc": 0.1, "name_in_scene": 0.2, "random_shape": 0.36, "random_guess": 0.098,
+                       "examples": [{"query": "q", "target": "t", "answer": "a"}]}}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    base = demo.base_metrics(SimpleNamespace(base=tmp_path, profile=SimpleNamespace(base_eval_n=0)))
+    assert base["naming"] == {"n": 10, "name_acc": 0.1, "name_in_scene": 0.2, "random_shape": 0.36,
+                              "random_guess": 0.098}
+    side = {"sft_steps": 1, "sft_targets": 16, "grpo_steps": 1, "grpo_completions": 16, "grpo_prompts": 4,
+            "num_generations": 4}
+    report = {"profile": {"name": "t", "eval_n": 10, "seed": 0, "image_size": 112, "prompt_style": "compact"},
+              "base_model": str(tmp_path), "base": base, "date": "today", "machine": "here", "variants": {},
+              "random_shape_acc50": 0.35, "targets": {}, "grpo_trend": {}, "stages": {}, "figures": [],
+              "budget": {"rule": "r", "sequences_per_step": 16, "verbose": side, "wise": side}}
+    md = demo.report_markdown(report)
+    assert "names the queried shape's colour and kind in 10.0 % of the scenes" in md
+    assert "(naming a random shape of the scene: 36.0 %)" in md and "a blind guess: 9.8 %" in md
+    del base["naming"]
+    assert "What the base sees" not in demo.report_markdown(report)

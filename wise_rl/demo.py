@@ -540,6 +540,8 @@ def base_metrics(run: Run) -> dict[str, Any]:
         rs = (card.get("baselines") or {}).get("random_shape") or {}
         out.update(source="card.json", prompt=card.get("prompt", "answer-only"),
                    card_random_shape_acc50=rs.get("acc@0.5"))
+        if card.get("naming"):
+            out["naming"] = {k: v for k, v in card["naming"].items() if k != "examples"}
         return out
     if run.profile.base_eval_n and (run.eval_dir("base") / "metrics.json").is_file():
         from wise_rl.evaluate import load_metrics
@@ -701,6 +703,16 @@ def report_markdown(report: dict[str, Any]) -> str:
             "layouts and stop strings). The official prompts put 100–130 tokens of instructions between the "
             "question and the answer; this 1 M-parameter model does not learn to ground across that in a CPU "
             "budget. Real models keep the official prompts (`prompt_style: official`).", "",
+        ]
+    naming = report["base"].get("naming")
+    if naming:
+        lines += [
+            f"What the base sees, in words (its card, {naming['n']} held-out scenes, \"which shape is …? Name it.\"): "
+            f"it names the queried shape's colour and kind in {_pct(naming['name_acc'])} % of the scenes (naming "
+            f"a random shape of the scene: {_pct(naming['random_shape'])} %) and some shape of the scene in "
+            f"{_pct(naming['name_in_scene'])} % (a blind guess: {_pct(naming.get('random_guess'))} %). Every "
+            "rationale, concise or detailed, names shapes; a base that cannot name them bounds the accuracy of both "
+            "rationale arms, whatever the SFT and GRPO do.", "",
         ]
     lines += [
         "## Targets", "", "| target | value | threshold | pass |", "|---|---|---|---|",
