@@ -316,9 +316,10 @@ def test_described_test_scenes_match_the_test_split():
         assert row["target_name"].startswith("the " + row["shape_names"][row["target_index"]])
 
 
-def test_score_naming_adds_the_metric_to_a_card(tmp_path, tiny_model_dir, capsys):
-    """A run with naming rows scores naming on its held-out scenes; --score-naming re-runs it on a trained folder
-    (here on more scenes) and updates card.json and model_card.md; a folder without a card is a clear error."""
+def test_score_perception_adds_naming_and_the_vision_probe_to_a_card(tmp_path, tiny_model_dir, capsys):
+    """A run with naming rows scores naming on its held-out scenes; --score-perception re-runs it on a trained
+    folder (here on more scenes), adds the vision probe, and updates card.json and model_card.md; a folder without a
+    card is a clear error."""
     import shutil
 
     from wise_rl.cli import main
@@ -329,14 +330,62 @@ def test_score_naming_adds_the_metric_to_a_card(tmp_path, tiny_model_dir, capsys
                  "--max-new-tokens", "8", "--name-share", "0.5", "--quiet"]) == 0
     assert json.loads((out / CARD_JSON).read_text())["naming"]["n"] == 4
     capsys.readouterr()
-    assert main(["pretrain-base", "--out", str(out), "--score-naming", "--eval-n", "6", "--eval-batch-size", "4"]) == 0
+    assert main(["pretrain-base", "--out", str(out), "--score-perception", "--eval-n", "6", "--eval-batch-size", "4",
+                 "--probe-n", "40"]) == 0
     printed = json.loads(capsys.readouterr().out)
     card = json.loads((out / CARD_JSON).read_text())
-    assert card["naming"]["n"] == 6 == printed["n"]
+    assert card["naming"]["n"] == 6 == printed["naming"]["n"]
     assert 0 <= card["naming"]["name_acc"] <= card["naming"]["name_in_scene"] <= 1
-    assert "Naming (6 of the same scenes" in (out / CARD_MD).read_text()
+    vp = card["vision_probe"]
+    assert vp == printed["vision_probe"] and vp["n_shapes"] >= 80 and vp["n_scored"] == vp["n_shapes"] - int(
+        0.7 * vp["n_shapes"])
+    for key in ("colour_acc", "kind_acc", "colour_majority", "kind_majority", "cell_rgb_colour_acc"):
+        assert 0 <= vp[key] <= 1, key
+    md = (out / CARD_MD).read_text()
+    assert "Naming (6 of the same scenes" in md and "Vision probe (" in md
 
     bare = tmp_path / "bare"
     shutil.copytree(tiny_model_dir, bare)
     with pytest.raises(SystemExit, match="no card"):
-        main(["pretrain-base", "--out", str(bare), "--score-naming"])
+        main(["pretrain-base", "--out", str(bare), "--score-perception"])
+
+
+def test_vision_probe_reads_colour_from_features_that_hold_it():
+    """The probe's arithmetic on a stand-in model whose 'vision tokens' are each cell's mean RGB: colour is then
+    read as well as from the cell's RGB itself, and a too-small sample is refused."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from wise_rl.pretrain import naming_rows, vision_probe
+
+    class CellRGB(torch.nn.Module):
+        """Vision tokens = the 16 cells' mean RGB, row-major (the layout of a 112 px image, 28 px cells)."""
+
+        device = torch.device("cpu")
+
+        def __init__(self):
+            super().__init__()
+            self.model = SimpleNamespace(get_image_features=self.features)
+            self.images = []
+
+        def features(self, pixel_values, grid_thw):
+            a = np.asarray(self.images.pop(0), dtype=np.float32) / 255.0
+            return (torch.from_numpy(a.reshape(4, 28, 4, 28, 3).mean(axis=(1, 3)).reshape(16, 3)),)
+
+    model = CellRGB()
+
+    class ImageProcessor:
+        patch_size, merge_size = 14, 2
+
+        def __call__(self, images, return_tensors):
+            model.images.extend(images)
+            return {"pixel_values": torch.zeros(1), "image_grid_thw": torch.zeros(1)}
+
+    processor = SimpleNamespace(image_processor=ImageProcessor())
+    rows = naming_rows(0, 120)
+    out = vision_probe(model, processor, rows)
+    assert out["colour_acc"] == pytest.approx(out["cell_rgb_colour_acc"], abs=0.02)
+    assert out["colour_acc"] > out["colour_majority"] + 0.2  # the cell colour carries the shape's colour
+    with pytest.raises(ValueError, match="too few"):
+        vision_probe(model, processor, rows[:3])

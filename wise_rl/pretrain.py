@@ -471,10 +471,73 @@ def naming_rows(seed: int, n: int, image_size: int = 112) -> list[dict[str, Any]
     return [described_sample_at(seed, "test", i, image_size) for i in range(n)]
 
 
-def score_naming(out, eval_n: int | None = None, batch_size: int = 32) -> dict[str, Any]:
-    """Run :func:`name_eval` on the model in ``out`` (its card's seed, image size and eval_n unless ``eval_n``) and
-    write the result into its ``card.json`` and ``model_card.md``; returns the naming metrics. For bases trained
-    before the card carried them."""
+def vision_probe(model, processor, rows: list[dict[str, Any]], train_share: float = 0.7) -> dict[str, Any]:
+    """Does the vision tower see colour and kind? A linear probe on what the language model receives.
+
+    For each shape of each row (:func:`naming_rows` rows), the merged vision token whose cell holds the shape's
+    centre (cells of ``patch_size · merge_size`` pixels, row-major, as the processor orders them) is a feature
+    vector; a multinomial logistic regression (scikit-learn, ``max_iter`` 3000) is fitted on the first
+    ``train_share`` of the shapes and scored on the rest:
+
+    colour_acc / kind_acc   = accuracy of the probe on the vision token (chance: colour_majority / kind_majority,
+                              the most frequent class's share of the scored shapes)
+    cell_rgb_colour_acc     = the same probe on the mean RGB of the cell's pixels: what a tower that only kept
+                              the cell's average colour would give
+    """
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from wise_rl.data.shapeworld import COLOURS, KINDS
+
+    ip = processor.image_processor
+    cell = ip.patch_size * ip.merge_size
+    feats, rgb, colour, kind = [], [], [], []
+    was_training = model.training
+    model.eval()
+    try:
+        for row in rows:
+            enc = ip(images=[row["image"]], return_tensors="pt")
+            with torch.no_grad():
+                out = model.model.get_image_features(enc["pixel_values"].to(model.device),
+                                                     enc["image_grid_thw"].to(model.device))
+            emb = getattr(out, "pooler_output", None)
+            emb = out[0] if emb is None else emb
+            emb = emb[0] if isinstance(emb, (list, tuple)) else emb
+            emb = emb.reshape(-1, emb.shape[-1]).float().cpu().numpy()
+            width = row["image"].size[0] // cell
+            pixels = np.asarray(row["image"], dtype=np.float32) / 255.0
+            for box, name in zip(row["shape_boxes"], row["shape_names"], strict=True):
+                cx, cy = int((box[0] + box[2]) / 2) // cell, int((box[1] + box[3]) / 2) // cell
+                feats.append(emb[cy * width + cx])
+                rgb.append(pixels[cy * cell:(cy + 1) * cell, cx * cell:(cx + 1) * cell].reshape(-1, 3).mean(0))
+                c, k = name.split()
+                colour.append(list(COLOURS).index(c))
+                kind.append(KINDS.index(k))
+    finally:
+        if was_training:
+            model.train()
+    n = len(feats)
+    split = int(train_share * n)
+    if split < 10 or n - split < 10:
+        raise ValueError(f"vision_probe: {n} shapes are too few for a {train_share:.0%} split; use more rows")
+    feats, rgb, colour, kind = map(np.asarray, (feats, rgb, colour, kind))
+
+    def score(x, y):
+        return float(LogisticRegression(max_iter=3000).fit(x[:split], y[:split]).score(x[split:], y[split:]))
+
+    def majority(y):
+        return float(np.bincount(y[split:]).max() / (n - split))
+
+    return {"n_shapes": n, "n_scored": n - split, "colour_acc": score(feats, colour), "kind_acc": score(feats, kind),
+            "colour_majority": majority(colour), "kind_majority": majority(kind),
+            "cell_rgb_colour_acc": score(rgb, colour)}
+
+
+def score_perception(out, eval_n: int | None = None, batch_size: int = 32, probe_n: int = 700) -> dict[str, Any]:
+    """What the model in ``out`` sees: :func:`name_eval` on ``eval_n`` held-out scenes (default: its card's) and
+    :func:`vision_probe` on ``probe_n`` of them, written into its ``card.json`` (``naming``, ``vision_probe``) and
+    ``model_card.md``; returns both. For bases trained before the card carried them."""
     import torch
 
     from wise_rl.models import load_model, load_processor
@@ -482,16 +545,18 @@ def score_naming(out, eval_n: int | None = None, batch_size: int = 32) -> dict[s
     out = Path(out)
     card_path = out / CARD_JSON
     if not card_path.is_file():
-        raise FileNotFoundError(f"{card_path}: no card; score_naming updates the card of a pretrain-base folder")
+        raise FileNotFoundError(f"{card_path}: no card; score_perception updates the card of a pretrain-base folder")
     card = json.loads(card_path.read_text(encoding="utf-8"))
     cfg = card.get("config", {})
     n = eval_n or cfg.get("eval_n") or 300
+    seed, size = card.get("seed", 0), cfg.get("image_size", 112)
     model, processor = load_model(out, dtype=torch.float32).eval(), load_processor(out)
-    naming = name_eval(model, processor, naming_rows(card.get("seed", 0), n, cfg.get("image_size", 112)), batch_size)
-    card["naming"] = naming
+    rows = naming_rows(seed, max(n, probe_n), size)
+    card["naming"] = name_eval(model, processor, rows[:n], batch_size)
+    card["vision_probe"] = vision_probe(model, processor, rows[:probe_n]) if probe_n else None
     card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (out / CARD_MD).write_text(model_card_markdown(card), encoding="utf-8")
-    return naming
+    return {"naming": card["naming"], "vision_probe": card["vision_probe"]}
 
 
 def make_trainer(model, processor, train_dataset, config: PretrainConfig, output_dir, timer: DataTimer | None = None,
@@ -900,6 +965,13 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                   f"{_f(nm['name_in_scene'], pct=True)} (a blind guess of colour and kind: "
                   f"{_f(nm.get('random_guess'), pct=True)}). Rationales are made of these words: a model that cannot "
                   "name what it sees writes rationales that name the wrong shape."]
+    if card.get("vision_probe"):
+        vp = card["vision_probe"]
+        lines += ["", f"Vision probe ({vp['n_scored']} of {vp['n_shapes']} shapes scored; a linear probe on the "
+                  "vision token that holds each shape's centre, `pretrain.vision_probe`): colour "
+                  f"{_f(vp['colour_acc'], pct=True)} (most frequent colour {_f(vp['colour_majority'], pct=True)}; "
+                  f"the same probe on the cell's mean RGB {_f(vp['cell_rgb_colour_acc'], pct=True)}), kind "
+                  f"{_f(vp['kind_acc'], pct=True)} (most frequent kind {_f(vp['kind_majority'], pct=True)})."]
     if card.get("curve"):
         lines += ["", "## Learning curve (held-out curve set)", "", "| minutes | steps | samples | acc@0.5 (box) |"
                   " mean box IoU | format valid |", "| --- | --- | --- | --- | --- | --- |"]

@@ -54,23 +54,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on CPU: faster for this model size, "
                         "see wise_rl.pretrain)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--score-naming", action="store_true",
-                        help="no training: score how well the model in --out names the queried shape (on --eval-n "
-                        "held-out scenes, default the card's) and add it to its card")
+    parser.add_argument("--score-perception", action="store_true",
+                        help="no training: score what the model in --out sees (naming the queried shape on --eval-n "
+                        "held-out scenes, default the card's; a linear probe of colour and kind on its vision "
+                        "tokens) and add it to its card")
+    parser.add_argument("--probe-n", type=int, default=700, metavar="N",
+                        help="held-out scenes of the vision probe of --score-perception (0: skip it; default 700)")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from wise_rl.pretrain import CARD_MD, PretrainConfig, pretrain, score_naming
+    from wise_rl.pretrain import CARD_MD, PretrainConfig, pretrain, score_perception
 
-    if args.score_naming:
+    if args.score_perception:
+        default_n = PretrainConfig(out="").eval_n
         try:
-            naming = score_naming(args.out, eval_n=args.eval_n if args.eval_n != PretrainConfig(out="").eval_n
-                                  else None, batch_size=args.eval_batch_size)
+            scores = score_perception(args.out, eval_n=args.eval_n if args.eval_n != default_n else None,
+                                      batch_size=args.eval_batch_size, probe_n=args.probe_n)
         except FileNotFoundError as exc:
-            raise SystemExit(f"wise-rl pretrain-base --score-naming: {exc}") from None
-        print(json.dumps({k: v for k, v in naming.items() if k != "examples"}, indent=2))
+            raise SystemExit(f"wise-rl pretrain-base --score-perception: {exc}") from None
+        scores["naming"] = {k: v for k, v in scores["naming"].items() if k != "examples"}
+        print(json.dumps(scores, indent=2))
         return 0
     config = PretrainConfig(
         out=args.out, preset=args.preset, seed=args.seed, image_size=args.image_size, minutes=args.minutes,
