@@ -48,6 +48,28 @@ short, question first, instructions after it                34 %         2 % (``
 The distance between the question and the answer is what matters to a 3-layer model, hence the ``*-compact``
 templates of :mod:`wise_rl.formats` and the demo's ``prompt_style: compact``.
 
+What the base sees, and why the rationale arms of the demo stay below it (measured 2026-11-28 with ``wise-rl
+pretrain-base --out DIR --score-perception``: naming on 300 held-out scenes, the probe on 2,204 shapes). The
+shipped base's box acc@0.5 (42 %) is barely above boxing a random shape of the scene (34 %): it finds shapes, by
+their place on the position-bearing background, but rarely the queried one. It does not see colour or kind:
+
+======================================================  ================  ===================  ==================
+                                                        100-minute base   shipped (+70 min,    chance
+                                                                          35 % naming rows)
+======================================================  ================  ===================  ==================
+names the target's colour and kind (:func:`name_eval`)  6 %               17 %                 36 % (random shape)
+names some shape of the scene                           13 %              23 %                 10 % (blind guess)
+linear probe of colour on the shape's vision token      44 %              40 %                 18 % (majority)
+linear probe of kind on the shape's vision token        42 %              44 %                 22 % (majority)
+======================================================  ================  ===================  ==================
+
+(:func:`vision_probe`; the same probe on the cell's mean RGB reads colour 57 % of the time.) Seventy more minutes
+with a third of the rows asking for the name raised naming but not the probe: the language model learns to repeat
+the kind the question names; the vision tower does not learn colour. Every rationale names shapes, and the SFT
+teaches the answer to follow the rationale, so both rationale arms land on the wrong shape. A base that can reach
+the demo's accuracy targets needs a vision tower that tells colour and kind apart: more training than a CPU session
+gives, or a larger image (more tokens per shape).
+
 Data: an endless stream of fresh scenes (:func:`wise_rl.data.shapeworld.iter_samples`, stream disjoint from the
 train/test splits) rendered ``chunk`` scenes at a time; image processing and tokenisation happen in the collator.
 Both are timed (``data_prep_s``) apart from the rest of the step, so the card reports
@@ -77,7 +99,9 @@ Held-out evaluation (the project's eval path, :func:`wise_rl.evaluate.run_eval` 
   ``box_mean_iou``: the same box IoU the random-shape and centre-box baselines use (pixel-inclusive, WISE reward);
 - ``gIoU`` / ``cIoU`` / ``acc50`` of the eval path (mask IoU of the box-decoded prediction against the shape's mask,
   LISA protocol: a perfect box scores π/4 on a circle and about ½ on a triangle there), ``format_valid``;
-- ``random_shape`` and ``centre_box`` baselines (:mod:`wise_rl.data.shapeworld`).
+- ``random_shape`` and ``centre_box`` baselines (:mod:`wise_rl.data.shapeworld`);
+- with ``name_share``: ``naming`` (:func:`name_eval`) on the same scenes. ``--score-perception`` adds it and the
+  vision probe to the card of an existing base.
 """
 
 from __future__ import annotations
