@@ -257,3 +257,7 @@ def test_report_shows_what_the_base_names(tmp_path):
     assert "(naming a random shape of the scene: 36.0 %)" in md and "a blind guess: 9.8 %" in md
     del base["naming"]
     assert "What the base sees" not in demo.report_markdown(report)
+    base["vision_probe"] = {"n_scored": 600, "colour_acc": 0.4, "colour_majority": 0.18, "kind_acc": 0.44,
+                            "kind_majority": 0.22, "n_shapes": 2000, "cell_rgb_colour_acc": 0.57}
+    assert ("reads its colour 40.0 % of the time (most frequent colour 18.0 %) and its kind 44.0 %"
+            in demo.report_markdown(report))

@@ -542,6 +542,8 @@ def base_metrics(run: Run) -> dict[str, Any]:
                    card_random_shape_acc50=rs.get("acc@0.5"))
         if card.get("naming"):
             out["naming"] = {k: v for k, v in card["naming"].items() if k != "examples"}
+        if card.get("vision_probe"):
+            out["vision_probe"] = dict(card["vision_probe"])
         return out
     if run.profile.base_eval_n and (run.eval_dir("base") / "metrics.json").is_file():
         from wise_rl.evaluate import load_metrics
@@ -713,6 +715,14 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"{_pct(naming['name_in_scene'])} % (a blind guess: {_pct(naming.get('random_guess'))} %). Every "
             "rationale, concise or detailed, names shapes; a base that cannot name them bounds the accuracy of both "
             "rationale arms, whatever the SFT and GRPO do.", "",
+        ]
+    probe = report["base"].get("vision_probe")
+    if probe:
+        lines += [
+            f"A linear probe on the base's vision token that holds each shape ({probe['n_scored']} shapes scored) "
+            f"reads its colour {_pct(probe['colour_acc'])} % of the time (most frequent colour "
+            f"{_pct(probe['colour_majority'])} %) and its kind {_pct(probe['kind_acc'])} % (most frequent kind "
+            f"{_pct(probe['kind_majority'])} %).", "",
         ]
     lines += [
         "## Targets", "", "| target | value | threshold | pass |", "|---|---|---|---|",
