@@ -112,3 +112,15 @@ def test_bench_generation_compact_style_from_an_init_model(tiny_model_dir, tmp_p
         in text and "`wise-s-compact`" in text
     with pytest.raises(FileNotFoundError, match="no config.json"):
         bench.build_generation_model(tmp_path / "y", init=str(tmp_path / "nothing"), steps=1, scenes=1)
+
+
+def test_bench_cli_quiet_hides_progress_bars(tiny_model_dir, shapeworld_dir, tmp_path, capsys):
+    from wise_rl.cli import main
+
+    args = ["bench", "generation", "--model", str(tiny_model_dir), "--dataset", str(shapeworld_dir), "--split",
+            "test", "--n", "2", "--batch-size", "2", "--max-new-tokens", "4", "--no-write"]
+    assert main([*args, "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert "latency_ratio" in quiet.out and "bench generation" not in quiet.err
+    assert main(args) == 0
+    assert "bench generation" in capsys.readouterr().err  # the tqdm bar

@@ -14,6 +14,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     p.add_argument("--out", default=None, help="markdown file to update instead of docs/benchmarks.md")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (generation, grpo-step)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         result = BENCHES["generation"](
             model=args.model, dataset=args.dataset, split=args.split, n=args.n, batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens, work_dir=args.work_dir, threads=args.threads,
-            model_options=options or None, write=write, prompt_style=args.prompt_style,
+            model_options=options or None, write=write, prompt_style=args.prompt_style, progress=not args.quiet,
         )
     elif args.bench == "grpo-step":
         _positive(args, "steps", "rounds", "max_completion_length")
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         result = BENCHES["grpo-step"](
             steps=args.steps, rounds=args.rounds, config=args.config, model=args.model, work_dir=args.work_dir,
             variants=variants, threads=args.threads, max_completion_length=args.max_completion_length,
-            write=write,
+            write=write, progress=not args.quiet,
         )
     else:  # pragma: no cover - argparse rejects unknown names
         raise SystemExit(f"unknown benchmark {args.bench!r}; known: {', '.join(BENCHES)}")
