@@ -343,6 +343,11 @@ def test_score_perception_adds_naming_and_the_vision_probe_to_a_card(tmp_path, t
         assert 0 <= vp[key] <= 1, key
     md = (out / CARD_MD).read_text()
     assert "Naming (6 of the same scenes" in md and "Vision probe (" in md
+    # without --eval-n: the card's eval_n (4), not the training default
+    assert main(["pretrain-base", "--out", str(out), "--score-perception", "--eval-batch-size", "4",
+                 "--probe-n", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["naming"]["n"] == 4
+    assert json.loads((out / CARD_JSON).read_text())["vision_probe"] == vp  # --probe-n 0 keeps the earlier probe
 
     bare = tmp_path / "bare"
     shutil.copytree(tiny_model_dir, bare)

@@ -41,6 +41,8 @@ import importlib.resources
 import json
 import logging
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -469,6 +471,18 @@ def set_pixel_bounds(processor, min_pixels: int | None = None, max_pixels: int |
             ip.size = SizeDict(**size) if not isinstance(ip.size, dict) else size
         except Exception:  # pragma: no cover - older layouts keep a plain dict
             ip.size = size
+
+
+@contextmanager
+def eval_mode(model) -> Iterator[Any]:
+    """``model.eval()`` for the block, then back to training mode if it was training (generation mid-training)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        if was_training:
+            model.train()
 
 
 def check_model_location(path) -> None:

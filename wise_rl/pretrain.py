@@ -402,12 +402,11 @@ def quick_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 3
     box_acc50, box_mean_iou and format_valid (share whose completion is exactly one valid answer block, the
     pre-training target whatever the wording)."""
     from wise_rl.evaluate import HFGenerator
+    from wise_rl.models import eval_mode
 
-    was_training = model.training
-    model.eval()
     gen = HFGenerator(model, processor, prompt, max_new_tokens=max_new_tokens)
     answers, valid = [], 0
-    try:
+    with eval_mode(model):
         for s in range(0, len(rows), batch_size):
             batch = rows[s : s + batch_size]
             outs = gen([r["image"] for r in batch], [r["query"] for r in batch])
@@ -415,9 +414,6 @@ def quick_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 3
                 parsed = formats.parse_for_prompt(o.completion, PROMPT)
                 answers.append(parsed.answer)
                 valid += bool(parsed.ok)
-    finally:
-        if was_training:
-            model.train()
     out = box_scores(answers, [r["gt_bbox"] for r in rows])
     out["format_valid"] = valid / len(rows) if rows else 0.0
     return out
@@ -458,15 +454,14 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
     """
     if not rows:
         raise ValueError("name_eval: no rows")
-    was_training = model.training
-    model.eval()
     from wise_rl.data.shapeworld import COLOURS, KINDS
+    from wise_rl.models import eval_mode
 
     gen = generator or name_generator(model, processor, max_new_tokens)
     right = in_scene = 0
     chance = guess = 0.0
     examples = []
-    try:
+    with eval_mode(model):
         for s in range(0, len(rows), batch_size):
             batch = rows[s : s + batch_size]
             for row, out in zip(batch, gen([r["image"] for r in batch], [r["query"] for r in batch]), strict=True):
@@ -480,9 +475,6 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
                 if len(examples) < 3:
                     examples.append({"query": row["query"], "target": row["target_name"],
                                      "answer": out.completion.strip()})
-    finally:
-        if was_training:
-            model.train()
     n = len(rows)
     return {"n": n, "name_acc": right / n, "name_in_scene": in_scene / n, "random_shape": chance / n,
             "random_guess": guess / n, "examples": examples}
@@ -513,13 +505,12 @@ def vision_probe(model, processor, rows: list[dict[str, Any]], train_share: floa
     from sklearn.linear_model import LogisticRegression
 
     from wise_rl.data.shapeworld import COLOURS, KINDS
+    from wise_rl.models import eval_mode
 
     ip = processor.image_processor
     cell = ip.patch_size * ip.merge_size
     feats, rgb, colour, kind = [], [], [], []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for row in rows:
             enc = ip(images=[row["image"]], return_tensors="pt")
             with torch.no_grad():
@@ -538,9 +529,6 @@ def vision_probe(model, processor, rows: list[dict[str, Any]], train_share: floa
                 c, k = name.split()
                 colour.append(list(COLOURS).index(c))
                 kind.append(KINDS.index(k))
-    finally:
-        if was_training:
-            model.train()
     n = len(feats)
     split = int(train_share * n)
     if split < 10 or n - split < 10:
@@ -577,10 +565,11 @@ def score_perception(out, eval_n: int | None = None, batch_size: int = 32, probe
     model, processor = load_model(out, dtype=torch.float32).eval(), load_processor(out)
     rows = naming_rows(seed, max(n, probe_n), size)
     card["naming"] = name_eval(model, processor, rows[:n], batch_size)
-    card["vision_probe"] = vision_probe(model, processor, rows[:probe_n]) if probe_n else None
+    if probe_n:  # 0 skips the probe and keeps the card's earlier one
+        card["vision_probe"] = vision_probe(model, processor, rows[:probe_n])
     card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (out / CARD_MD).write_text(model_card_markdown(card), encoding="utf-8")
-    return {"naming": card["naming"], "vision_probe": card["vision_probe"]}
+    return {"naming": card["naming"], "vision_probe": card.get("vision_probe")}
 
 
 def make_trainer(model, processor, train_dataset, config: PretrainConfig, output_dir, timer: DataTimer | None = None,

@@ -836,10 +836,10 @@ class SampleCompletionsCallback(_trainer_callback_base()):
         import torch
         from trl.data_utils import prepare_multimodal_messages
 
+        from wise_rl.models import eval_mode
+
         records = []
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             for row in self.rows:
                 messages = prepare_multimodal_messages(row["prompt"], images=[row["image"]])
                 text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -850,9 +850,6 @@ class SampleCompletionsCallback(_trainer_callback_base()):
                 completion = self.processor.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
                 records.append({"step": state.global_step, "id": row.get("id"),
                                 "target": formats.completion_text(row.get("completion")), "completion": completion})
-        finally:
-            if was_training:
-                model.train()
         if state.is_world_process_zero:
             path = Path(args.output_dir) / "samples.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)

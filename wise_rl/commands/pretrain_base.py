@@ -43,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay}")
     parser.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help=f"default {d.max_grad_norm}")
     parser.add_argument("--chunk", type=int, default=d.chunk, help=f"scenes rendered at a time (default {d.chunk})")
-    parser.add_argument("--eval-n", type=int, default=d.eval_n,
-                        help=f"held-out test scenes for the final evaluation, 0 to skip (default {d.eval_n})")
+    parser.add_argument("--eval-n", type=int, default=None,
+                        help=f"held-out test scenes for the final evaluation, 0 to skip (default {d.eval_n}; with "
+                        "--score-perception: the card's)")
     parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help=f"default {d.eval_batch_size}")
     parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"default {d.max_new_tokens}")
     parser.add_argument("--curve-every", type=float, default=None, metavar="MIN",
@@ -59,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "held-out scenes, default the card's; a linear probe of colour and kind on its vision "
                         "tokens) and add it to its card")
     parser.add_argument("--probe-n", type=int, default=700, metavar="N",
-                        help="held-out scenes of the vision probe of --score-perception (0: skip it; default 700)")
+                        help="held-out scenes of the vision probe of --score-perception (0: skip it and keep the card's; default 700)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,10 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from wise_rl.pretrain import CARD_MD, PretrainConfig, pretrain, score_perception
 
     if args.score_perception:
-        default_n = PretrainConfig(out="").eval_n
         try:
-            scores = score_perception(args.out, eval_n=args.eval_n if args.eval_n != default_n else None,
-                                      batch_size=args.eval_batch_size, probe_n=args.probe_n)
+            scores = score_perception(args.out, eval_n=args.eval_n, batch_size=args.eval_batch_size,
+                                      probe_n=args.probe_n)
         except FileNotFoundError as exc:
             raise SystemExit(f"wise-rl pretrain-base --score-perception: {exc}") from None
         scores["naming"] = {k: v for k, v in scores["naming"].items() if k != "examples"}
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, preset=args.preset, seed=args.seed, image_size=args.image_size, minutes=args.minutes,
         max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-        chunk=args.chunk, eval_n=args.eval_n, eval_batch_size=args.eval_batch_size,
+        chunk=args.chunk, eval_n=PretrainConfig.eval_n if args.eval_n is None else args.eval_n,
+        eval_batch_size=args.eval_batch_size,
         max_new_tokens=args.max_new_tokens, curve_every=args.curve_every, curve_n=args.curve_n,
         logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
         describe_share=args.describe_share, stream_start=args.stream_start, prompt_mix=args.prompt_mix,
