@@ -39,7 +39,7 @@ def main(script_args, training_args, model_args) -> dict:
 
     # ---- data: sample-schema rows → prompt/completion rows
     dataset = training.load_training_dataset(script_args)
-    train_rows = training.sft_rows(dataset, prompt_template, script_args.target_mode)
+    train_rows = training.sft_rows(dataset, prompt_template, script_args.target_mode, script_args.grounding_share)
     logger.info("%d training rows; first target: %s", len(train_rows),
                 train_rows[0]["completion"][0]["content"][:200])
 

@@ -78,7 +78,7 @@ def test_pretrain_base_tiny_writes_model_and_card(tmp_path, capsys, tiny_model_d
     out = tmp_path / "base"
     rc = main(["pretrain-base", "--out", str(out), "--init", str(tiny_model_dir), "--max-steps", "40", "--batch-size", "4",
                "--lr", "5e-3", "--warmup-steps", "5", "--logging-steps", "5", "--chunk", "32", "--eval-n", "8",
-               "--eval-batch-size", "8", "--max-new-tokens", "40", "--seed", "3", "--quiet"])
+               "--eval-batch-size", "8", "--max-new-tokens", "40", "--seed", "3", "--probe-n", "0", "--quiet"])
     assert rc == 0
     assert f"{out}/{CARD_MD}" in capsys.readouterr().out
 
@@ -126,7 +126,8 @@ def test_time_budget_run_saves_partial_weights_at_curve_points_and_clears_them(t
 
     out = tmp_path / "base"
     config = PretrainConfig(out=str(out), init=str(tiny_model_dir), minutes=0.04, curve_every=0.015, curve_n=2,
-                            batch_size=2, chunk=8, eval_n=0, max_new_tokens=8, logging_steps=1, warmup_steps=1)
+                            batch_size=2, chunk=8, eval_n=0, max_new_tokens=8, logging_steps=1, warmup_steps=1,
+                            probe_n=0)
     card = pretrain(config)
     assert card["train_s"] >= 0.04 * 60 and card["steps"] > 0
     assert len(card["curve"]) >= 1 and card["curve"][0]["n"] == 2
@@ -182,12 +183,12 @@ def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_
     from wise_rl.pretrain import DESCRIBE_PROMPT, _copy_processor_files, pretrain
 
     first = PretrainConfig(out=str(tmp_path / "a"), init=str(tiny_model_dir), max_steps=2, batch_size=2, chunk=4,
-                           eval_n=0, warmup_steps=1)
+                           eval_n=0, warmup_steps=1, probe_n=0)
     card_a = pretrain(first)
     assert card_a["lineage"] == [] and card_a["describe_prompt"] is None
     second = PretrainConfig(out=str(tmp_path / "b"), init=str(tmp_path / "a"), max_steps=2, batch_size=2, chunk=4,
                             eval_n=2, eval_batch_size=2, max_new_tokens=4, warmup_steps=1, describe_share=0.5,
-                            stream_start=4, prompt_mix="answer-only:3,wise-s:1")
+                            stream_start=4, prompt_mix="answer-only:3,wise-s:1", probe_n=0)
     card_b = pretrain(second)
     assert card_b["lineage"] == [card_a["command"]]
     assert "--describe-share 0.5 --stream-start 4 --prompt-mix answer-only:3,wise-s:1" in card_b["command"]
@@ -327,7 +328,7 @@ def test_score_perception_adds_naming_and_the_vision_probe_to_a_card(tmp_path, t
     out = tmp_path / "base"
     assert main(["pretrain-base", "--out", str(out), "--init", str(tiny_model_dir), "--max-steps", "2",
                  "--batch-size", "2", "--chunk", "8", "--eval-n", "4", "--eval-batch-size", "4",
-                 "--max-new-tokens", "8", "--name-share", "0.5", "--quiet"]) == 0
+                 "--max-new-tokens", "8", "--name-share", "0.5", "--probe-n", "0", "--quiet"]) == 0
     assert json.loads((out / CARD_JSON).read_text())["naming"]["n"] == 4
     capsys.readouterr()
     assert main(["pretrain-base", "--out", str(out), "--score-perception", "--eval-n", "6", "--eval-batch-size", "4",

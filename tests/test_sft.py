@@ -57,6 +57,19 @@ def test_a_template_list_cycles_prompts_over_rows_with_the_same_target(train_ds)
         assert rows[i]["completion"] == single[i]["completion"]
 
 
+def test_grounding_share_keeps_the_base_task_on_an_even_share_of_rows(train_ds):
+    rows = training.sft_rows(train_ds, "wise-train", "wise", grounding_share=0.25)
+    grounding = [i for i in range(len(rows)) if rows[i]["prompt"][0]["content"]
+                 == formats.render_prompt("answer-only", train_ds[i]["query"])]
+    assert grounding == [3, 7]  # floor((i + 1) / 4) steps up at i = 3 and 7: 2 of 8 rows
+    parsed = formats.parse_for_prompt(rows[3]["completion"][0]["content"], "answer-only")
+    assert parsed.ok and parsed.bbox == [float(round(v)) for v in train_ds[3]["gt_bbox"]]
+    assert "<think>" in rows[2]["completion"][0]["content"]
+    assert [training.is_grounding_row(i, 0.3) for i in range(10)].count(True) == 3
+    with pytest.raises(ValueError, match="grounding_share"):
+        training.sft_rows(train_ds, "wise-train", "wise", grounding_share=1.0)
+
+
 def test_rows_without_a_rationale_fail_naming_the_row(train_ds):
     broken = train_ds.map(lambda r, i: {"concise": "" if i == 3 else r["concise"]}, with_indices=True)
     bad_id = broken[3]["id"]

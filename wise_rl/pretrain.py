@@ -121,6 +121,7 @@ from pathlib import Path
 from typing import Any
 
 from wise_rl import formats
+from wise_rl.precision import resolve_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -165,12 +166,31 @@ class PretrainConfig:
     stream_start: int = 0  # index of the first scene of the training stream (a continued run starts past the first)
     name_share: float = 0.0  # share of rows that ask to name the queried shape in words (see the docstring)
     prompt_mix: str | None = None  # "name:weight,…" templates that word the grounding questions (default answer-only)
+    vision_steps: int = 0  # steps of the vision stage before grounding (0: none; see wise_rl.vision_stage)
+    vision_batch_size: int = 64
+    vision_lr: float = 2e-3
+    vision_lr_scale: float = 1.0  # grounding stage: the vision tower's lr = lr × this (0 freezes it)
+    probe_n: int = 700  # held-out scenes of the vision probe written into the card (0: no probe)
+    bf16: bool | None = None  # None: wise_rl.precision.resolve_bf16 (fp32 on a CPU, bf16 on a GPU)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def grounding(self) -> bool:
+        """Whether the run has a grounding stage (a budget in minutes or steps)."""
+        return self.minutes is not None or self.max_steps is not None
+
     def validate(self) -> None:
-        if self.minutes is None and self.max_steps is None:
-            raise ValueError("pretrain-base needs a budget: --minutes M or --max-steps N")
+        if not self.grounding and not self.vision_steps:
+            raise ValueError("pretrain-base needs a budget: --minutes M or --max-steps N (grounding), and/or "
+                             "--vision-steps N (vision stage)")
+        if self.vision_steps < 0 or self.vision_batch_size < 1 or not self.vision_lr > 0:
+            raise ValueError(f"--vision-steps must be >= 0, --vision-batch-size >= 1 and --vision-lr > 0, got "
+                             f"{self.vision_steps}, {self.vision_batch_size}, {self.vision_lr}")
+        if self.vision_lr_scale < 0:
+            raise ValueError(f"--vision-lr-scale must be >= 0 (0 freezes the tower), got {self.vision_lr_scale}")
+        if self.probe_n < 0:
+            raise ValueError(f"--probe-n must be >= 0, got {self.probe_n}")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"--minutes must be > 0, got {self.minutes}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -204,7 +224,8 @@ class PretrainConfig:
         for name in ("preset", "seed", "image_size", "minutes", "max_steps", "batch_size", "lr", "min_lr_ratio",
                      "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
                      "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
-                     "stream_start", "prompt_mix", "name_share"):
+                     "stream_start", "prompt_mix", "name_share", "vision_steps", "vision_batch_size", "vision_lr",
+                     "vision_lr_scale", "probe_n", "bf16"):
             value = getattr(self, name)
             if value is not None and (value != getattr(defaults, name) or name in ("seed", "minutes", "max_steps")):
                 parts += [f"--{name.replace('_', '-')}", str(value)]
@@ -607,16 +628,24 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
         # size along dim 0, which cuts Qwen2.5-VL's flattened pixel_values (SFTTrainer turns it off too).
         accelerator_config={"dispatch_batches": False},
         seed=config.seed,
+        bf16=resolve_bf16(config.bf16)[0],
         use_cpu=not torch.cuda.is_available(),
         # Under a time budget max_steps is a placeholder (10**9), so the Trainer's step bar would be meaningless:
         # the callback shows a bar over the minutes instead.
         disable_tqdm=not config.progress or config.max_steps is None,
     )
-    named = list(model.named_parameters())
-    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    groups = []
+    for is_vision, lr in ((False, config.lr), (True, config.lr * config.vision_lr_scale)):
+        named = [(n, p) for n, p in model.named_parameters() if (".visual." in f".{n}") == is_vision]
+        if is_vision and lr == 0:  # a frozen tower: no gradients, no optimizer state
+            for _, p in named:
+                p.requires_grad_(False)
+            continue
+        decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+        no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n)]
+        groups += [{"params": decay, "weight_decay": config.weight_decay, "lr": lr},
+                   {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, clock))
     trainer = Trainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
                       data_collator=collator, optimizers=(optimizer, scheduler), callbacks=callbacks)
@@ -729,6 +758,35 @@ def _save_model(model, init: Path | None, out: Path) -> None:
         _copy_processor_files(init, out)
 
 
+def run_vision_stage(model, processor, config: PretrainConfig, output_dir) -> dict[str, Any]:
+    """The vision stage (:mod:`wise_rl.vision_stage`) on ``model`` in place; returns its record for the card:
+    steps, samples, wall time, loss curve and the heads' held-out accuracy per shape."""
+    from wise_rl.vision_stage import VisionStageConfig, head_accuracy, train_vision
+
+    vcfg = VisionStageConfig(steps=config.vision_steps, batch_size=config.vision_batch_size, lr=config.vision_lr,
+                             seed=config.seed, image_size=config.image_size, progress=config.progress)
+    result = train_vision(model, processor, vcfg, output_dir, bf16=resolve_bf16(config.bf16)[0])
+    heads = result.pop("heads")
+    return {"stage": "vision", **result,
+            "head_accuracy": head_accuracy(heads, processor, config.seed, n=200, image_size=config.image_size)}
+
+
+def family_box_scores(answers: list[dict[str, Any] | None], rows: list[dict[str, Any]], seed: int = 0) -> dict:
+    """Box acc@0.5 per query family next to the random-shape baseline of the same rows:
+    ``{family: {"n", "box_acc50", "random_shape_acc50"}}`` (ShapeWorld rows: ``family``, ``gt_bbox``,
+    ``shape_boxes``)."""
+    from wise_rl.data.shapeworld import random_shape_baseline
+
+    out: dict[str, dict[str, Any]] = {}
+    for family in sorted({r["family"] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r["family"] == family]
+        sub = [rows[i] for i in idx]
+        box = box_scores([answers[i] for i in idx], [r["gt_bbox"] for r in sub])
+        out[family] = {"n": len(idx), "box_acc50": box["box_acc50"],
+                       "random_shape_acc50": random_shape_baseline(sub, seed=seed)["acc@0.5"]}
+    return out
+
+
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
     """Train, save (safetensors + processor), evaluate and write ``model_card.md`` + ``card.json`` into
     ``config.out``; returns the card."""
@@ -748,6 +806,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         # on the cores OpenMP's waiting threads made a step 7x slower (10 steps: 7 s on 1 thread, 49 s on 2,
         # shared 2-core machine, 2026-11-25).
         torch.set_num_threads(1)
+    logger.warning("precision: %s", resolve_bf16(config.bf16)[1])
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     transformers.set_seed(config.seed)
@@ -768,25 +827,36 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         test = generate_dataset(0, n_held, seed=config.seed, image_size=config.image_size, progress=False)["test"]
         curve_rows = [test[i] for i in range(min(config.curve_n, len(test)))] if config.curve_every else []
 
+        stages: list[dict[str, Any]] = []
+        if config.vision_steps:
+            stages.append(run_vision_stage(model, processor, config, Path(tmp) / "vision"))
+
         timer, clock = DataTimer(), TrainClock()
-        train_ds = IterableDataset.from_generator(
-            stream_rows, gen_kwargs={"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk,
-                                     "timer": timer, "describe_share": config.describe_share,
-                                     "start": config.stream_start,
-                                     "prompt_mix": prompt_mix,
-                                     "name_share": config.name_share})
         callback = _trainer_callback(config, clock, timer, processor, curve_rows, init=init)
-        trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer", timer=timer,
-                               clock=clock, callbacks=[callback])
-        # Start the clocks after construction (nothing before the first step is training).
-        timer.__init__()
-        clock.__init__()
-        trainer.train()
+        steps = 0
+        if config.grounding:
+            train_ds = IterableDataset.from_generator(
+                stream_rows, gen_kwargs={"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk,
+                                         "timer": timer, "describe_share": config.describe_share,
+                                         "start": config.stream_start,
+                                         "prompt_mix": prompt_mix,
+                                         "name_share": config.name_share})
+            trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer",
+                                   timer=timer, clock=clock, callbacks=[callback])
+            # Start the clocks after construction (nothing before the first step is training).
+            timer.__init__()
+            clock.__init__()
+            trainer.train()
+            model = trainer.model
+            steps = trainer.state.global_step
+            stages.append({"stage": "grounding", "steps": steps, "samples": steps * config.batch_size,
+                           "train_s": round(clock.seconds(), 1), "vision_lr_scale": config.vision_lr_scale})
         train_s, train_cpu_s = clock.seconds(), clock.cpu_seconds()
-        steps = trainer.state.global_step
         samples = steps * config.batch_size
 
-        _save_model(trainer.model, init, out)
+        for p in model.parameters():  # a frozen tower is saved and reloaded like every other weight
+            p.requires_grad_(True)
+        _save_model(model, init, out)
         (out / PARTIAL_JSON).unlink(missing_ok=True)
 
     # Held-out evaluation through the project's eval path, on the saved folder (as every user will load it).
@@ -810,7 +880,9 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                                 progress=config.progress)
         records = {r["id"]: r for r in read_samples(eval_dir / "samples.jsonl")}
         ids = [str(i) for i in eval_ds["id"]]
-        box = box_scores([records[i].get("answer") for i in ids], list(eval_ds["gt_bbox"]))
+        answers = [records[i].get("answer") for i in ids]
+        box = box_scores(answers, list(eval_ds["gt_bbox"]))
+        by_family = family_box_scores(answers, [eval_ds[k] for k in range(len(eval_ds))], seed=config.seed)
         # The other wordings the run trained on: the same scenes, the answer block scored the same way.
         eval_rows = [eval_ds[k] for k in range(len(eval_ds))]
         by_prompt = {name: quick_eval(eval_model, eval_proc, eval_rows, config.eval_batch_size,
@@ -824,7 +896,14 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         examples = [{"query": eval_ds[k]["query"], "gt_bbox": [round(v, 1) for v in eval_ds[k]["gt_bbox"]],
                      "completion": records[ids[k]]["completion"]} for k in range(min(3, len(ids)))]
     else:
-        baselines, examples, by_prompt, naming = {}, [], {}, None
+        baselines, examples, by_prompt, naming, by_family = {}, [], {}, None, {}
+    probe = None
+    if config.probe_n:
+        t0 = time.perf_counter()
+        probe_model = load_model(out, dtype=torch.float32).eval()
+        probe = vision_probe(probe_model, load_processor(out),
+                             naming_rows(config.seed, config.probe_n, config.image_size))
+        eval_s += time.perf_counter() - t0
 
     losses = [h["loss"] for h in callback.history]
     data_s, data_cpu_s = timer.seconds, timer.cpu_seconds
@@ -885,6 +964,9 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             "failures": eval_metrics.get("failures"),
         },
         "metrics_by_prompt": by_prompt,
+        "metrics_by_family": by_family,
+        "stages": stages,
+        "vision_probe": probe,
         "naming": naming,
         "baselines": baselines,
         "examples": examples,
@@ -985,6 +1067,23 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                   f"{_f(vp['colour_acc'], pct=True)} (most frequent colour {_f(vp['colour_majority'], pct=True)}; "
                   f"the same probe on the cell's mean RGB {_f(vp['cell_rgb_colour_acc'], pct=True)}), kind "
                   f"{_f(vp['kind_acc'], pct=True)} (most frequent kind {_f(vp['kind_majority'], pct=True)})."]
+    if card.get("metrics_by_family"):
+        lines += ["", "Box acc@0.5 per query family (same scenes) beside boxing a random shape of the scene:", "",
+                  "| family | n | this model | random shape |", "| --- | --- | --- | --- |"]
+        for family, f in card["metrics_by_family"].items():
+            lines.append(f"| {family} | {f['n']} | {_f(f['box_acc50'], pct=True)} | "
+                         f"{_f(f['random_shape_acc50'], pct=True)} |")
+    if card.get("stages"):
+        lines += ["", "## Stages", "", "| stage | steps | samples | wall s | notes |", "| --- | --- | --- | --- | --- |"]
+        for st in card["stages"]:
+            if st["stage"] == "vision":
+                ha = st.get("head_accuracy") or {}
+                note = (f"dense per-token colour/kind/box heads; held-out head accuracy colour "
+                        f"{_f(ha.get('colour_acc'), pct=True)}, kind {_f(ha.get('kind_acc'), pct=True)}")
+            else:
+                note = ("vision tower frozen" if not st.get("vision_lr_scale") else
+                        f"vision tower lr × {st.get('vision_lr_scale')}")
+            lines.append(f"| {st['stage']} | {st['steps']} | {st['samples']:,} | {st['train_s']} | {note} |")
     if card.get("curve"):
         lines += ["", "## Learning curve (held-out curve set)", "", "| minutes | steps | samples | acc@0.5 (box) |"
                   " mean box IoU | format valid |", "| --- | --- | --- | --- | --- | --- |"]

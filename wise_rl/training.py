@@ -124,6 +124,12 @@ class SFTScriptArguments(WiseScriptArguments):
         metadata={"help": "SFT target: 'wise' (<think>concise</think><answer>…</answer><d_think>detailed</d_think>), "
                   "'verbose' (<think>detailed</think><answer>…</answer>, the CoT baseline) or 'answer'."},
     )
+    grounding_share: float = field(
+        default=0.0,
+        metadata={"help": "Share of the rows (evenly spread) that keep the base's grounding task: the "
+                  "'answer-only' prompt with the answer block alone as target, next to the rationale rows, so a "
+                  "short SFT on rationales does not overwrite how the base grounds. 0 = rationale rows only."},
+    )
 
 
 @dataclass
@@ -234,6 +240,21 @@ def _peek_option(argv: list[str], name: str) -> Any:
     return None
 
 
+def with_precision(argv: list[str]) -> list[str]:
+    """``argv`` with ``bf16`` resolved for the hardware when neither the command line nor the YAML sets it
+    (:func:`wise_rl.precision.precision_argv`: fp32 on a CPU, TRL's bf16 on a GPU)."""
+    from wise_rl.precision import precision_argv
+
+    configured = _peek_option(argv, "bf16")
+    bare = argv[-1:] == ["--bf16"] or (isinstance(configured, str) and configured.startswith("--"))
+    if bare:  # a bare `--bf16` flag means true
+        configured = True
+    try:
+        return precision_argv(argv, configured, _peek_option(argv, "use_cpu"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def _config_error(exc: ValueError, prefix: str = "") -> ConfigError:
     msg = str(exc)
     if "bf16/gpu" in msg:
@@ -245,7 +266,7 @@ def parse_sft_args(argv: list[str] | None = None):
     """``(SFTScriptArguments, trl.SFTConfig, trl.ModelConfig)`` from ``--config FILE.yaml`` plus CLI overrides."""
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    argv = expand_config(list(sys.argv[1:] if argv is None else argv))
+    argv = with_precision(expand_config(list(sys.argv[1:] if argv is None else argv)))
     parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
     try:
         return parser.parse_args_and_config(argv)
@@ -260,7 +281,7 @@ def parse_grpo_args(argv: list[str] | None = None):
     """
     from trl import GRPOConfig, ModelConfig, RLOOConfig, TrlParser
 
-    argv = expand_config(list(sys.argv[1:] if argv is None else argv))
+    argv = with_precision(expand_config(list(sys.argv[1:] if argv is None else argv)))
     algorithm = _peek_option(argv, "algorithm") or "grpo"
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"algorithm: {algorithm!r} is not supported; expected one of {', '.join(ALGORITHMS)}")
@@ -512,14 +533,24 @@ def _user_turn(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def sft_rows(dataset, prompt_template: str, target_mode: str = "wise"):
+def is_grounding_row(index: int, share: float) -> bool:
+    """Row ``index`` is a grounding row when the running count ``floor((index + 1) · share)`` steps up there: the
+    share is met on every prefix of the rows, not only on average."""
+    return int((index + 1) * share) > int(index * share)
+
+
+def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding_share: float = 0.0):
     """SFT rows ``{"image", "prompt": [user turn], "completion": [assistant turn]}`` from sample-schema rows.
 
     The target is ``formats.build_target(concise, answer_dict(gt_bbox, gt_points), detailed, target_mode)``.
     A row without the rationale the mode needs (``concise`` and ``detailed`` for ``wise``, ``detailed`` for
     ``verbose``) raises a ``ValueError`` naming its id: build rationales first with ``wise-rl build-sft``.
     ``prompt_template`` may be a comma-separated list: row ``i`` gets template ``i mod len(list)``.
+    ``grounding_share`` of the rows (:func:`is_grounding_row`) get the ``answer-only`` prompt and the answer block
+    alone instead.
     """
+    if not 0 <= grounding_share < 1:
+        raise ValueError(f"grounding_share must be in [0, 1), got {grounding_share}")
     if target_mode not in SFT_TARGET_MODES:
         raise ValueError(f"target_mode {target_mode!r} unknown; expected one of {', '.join(SFT_TARGET_MODES)}")
     templates = prompt_templates(prompt_template)
@@ -539,7 +570,11 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise"):
                     f"SFT row {row_id!r}: empty {name!r} rationale (target_mode {target_mode!r}); "
                     "build rationales with `wise-rl build-sft` first"
                 )
-        target = formats.build_target(concise or "", formats.answer_dict(bbox, points), detailed or "", target_mode)
+        answer = formats.answer_dict(bbox, points)
+        if is_grounding_row(index, grounding_share):
+            return {"prompt": _user_turn(formats.render_prompt("answer-only", query)),
+                    "completion": [{"role": "assistant", "content": formats.build_target("", answer, "", "answer")}]}
+        target = formats.build_target(concise or "", answer, detailed or "", target_mode)
         return {
             "prompt": _user_turn(formats.render_prompt(templates[index % len(templates)], query)),
             "completion": [{"role": "assistant", "content": target}],

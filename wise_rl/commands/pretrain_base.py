@@ -32,6 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-start", type=int, default=d.stream_start, metavar="I",
                         help="index of the first training scene in the stream (continuing a run: past its "
                         "samples_seen, so no scene repeats; default 0)")
+    vision = parser.add_argument_group("vision stage (before grounding; wise_rl.vision_stage)")
+    vision.add_argument("--vision-steps", type=int, default=d.vision_steps, metavar="N",
+                        help="steps of dense per-token colour/kind/box supervision of the vision tower before the "
+                        "grounding stage (default 0: none)")
+    vision.add_argument("--vision-batch-size", type=int, default=d.vision_batch_size,
+                        help=f"default {d.vision_batch_size}")
+    vision.add_argument("--vision-lr", type=float, default=d.vision_lr, help=f"default {d.vision_lr}")
+    vision.add_argument("--vision-lr-scale", type=float, default=d.vision_lr_scale, metavar="X",
+                        help="grounding stage: the vision tower trains at lr × X (0 freezes it; default 1)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, scenes and test split (default 0)")
     parser.add_argument("--image-size", type=int, default=d.image_size,
                         help=f"ShapeWorld image side, a multiple of 28 (default {d.image_size})")
@@ -54,13 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logging-steps", type=int, default=d.logging_steps, help=f"default {d.logging_steps}")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on CPU: faster for this model size, "
                         "see wise_rl.pretrain)")
+    parser.add_argument("--bf16", choices=("true", "false"), default=None,
+                        help="mixed precision (default: fp32 on a CPU, bf16 on a GPU; see wise_rl.precision)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--score-perception", action="store_true",
                         help="no training: score what the model in --out sees (naming the queried shape on --eval-n "
                         "held-out scenes, default the card's; a linear probe of colour and kind on its vision "
                         "tokens) and add it to its card")
-    parser.add_argument("--probe-n", type=int, default=700, metavar="N",
-                        help="held-out scenes of the vision probe of --score-perception (0: skip it and keep the card's; default 700)")
+    parser.add_argument("--probe-n", type=int, default=d.probe_n, metavar="N",
+                        help="held-out scenes of the vision probe written into the card (also with "
+                        f"--score-perception; 0: no probe, keep the card's; default {d.probe_n})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,14 +98,17 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, curve_every=args.curve_every, curve_n=args.curve_n,
         logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
         describe_share=args.describe_share, stream_start=args.stream_start, prompt_mix=args.prompt_mix,
-        name_share=args.name_share,
+        name_share=args.name_share, vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
+        vision_lr=args.vision_lr, vision_lr_scale=args.vision_lr_scale, probe_n=args.probe_n,
+        bf16=None if args.bf16 is None else args.bf16 == "true",
     )
     try:
         config.validate()
     except ValueError as exc:
         raise SystemExit(f"wise-rl pretrain-base: {exc}") from None
     card = pretrain(config)
-    print(json.dumps({"out": args.out, "steps": card["steps"], "samples_seen": card["samples_seen"],
+    print(json.dumps({"out": args.out, "steps": card["steps"], "vision_probe": card["vision_probe"],
+                      "metrics_by_family": card["metrics_by_family"], "samples_seen": card["samples_seen"],
                       "train_s": card["train_s"], "throughput": card["throughput"], "metrics": card["metrics"],
                       "baselines": card["baselines"]}, indent=2))
     print(f"card: {args.out}/{CARD_MD}")
