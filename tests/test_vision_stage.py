@@ -98,5 +98,10 @@ def test_vision_only_run_needs_no_grounding_budget(tmp_path, tiny_model_dir):
                             eval_n=0, probe_n=0, progress=False)
     card = pretrain(config)
     assert [s["stage"] for s in card["stages"]] == ["vision"] and card["steps"] == 0
+    # a run continued from it lists the vision stage with the command that ran it, then its own grounding
+    later = pretrain(PretrainConfig(out=str(tmp_path / "g"), init=str(tmp_path / "v"), max_steps=1, batch_size=2,
+                                    chunk=2, eval_n=0, probe_n=0, warmup_steps=1, progress=False))
+    assert [s["stage"] for s in later["stages"]] == ["vision", "grounding"]
+    assert later["stages"][0]["command"] == card["command"] and later["stages"][1]["command"] == later["command"]
     with pytest.raises(ValueError, match="budget"):
         PretrainConfig(out="x").validate()

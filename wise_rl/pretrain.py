@@ -169,6 +169,7 @@ class PretrainConfig:
     vision_steps: int = 0  # steps of the vision stage before grounding (0: none; see wise_rl.vision_stage)
     vision_batch_size: int = 64
     vision_lr: float = 2e-3
+    vision_keep: float = 0.0  # vision stage: weight of keeping the init tower's features (see wise_rl.vision_stage)
     vision_lr_scale: float = 1.0  # grounding stage: the vision tower's lr = lr × this (0 freezes it)
     probe_n: int = 700  # held-out scenes of the vision probe written into the card (0: no probe)
     bf16: bool | None = None  # None: wise_rl.precision.resolve_bf16 (fp32 on a CPU, bf16 on a GPU)
@@ -187,6 +188,8 @@ class PretrainConfig:
         if self.vision_steps < 0 or self.vision_batch_size < 1 or not self.vision_lr > 0:
             raise ValueError(f"--vision-steps must be >= 0, --vision-batch-size >= 1 and --vision-lr > 0, got "
                              f"{self.vision_steps}, {self.vision_batch_size}, {self.vision_lr}")
+        if self.vision_keep < 0:
+            raise ValueError(f"--vision-keep must be >= 0, got {self.vision_keep}")
         if self.vision_lr_scale < 0:
             raise ValueError(f"--vision-lr-scale must be >= 0 (0 freezes the tower), got {self.vision_lr_scale}")
         if self.probe_n < 0:
@@ -225,7 +228,7 @@ class PretrainConfig:
                      "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
                      "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
                      "stream_start", "prompt_mix", "name_share", "vision_steps", "vision_batch_size", "vision_lr",
-                     "vision_lr_scale", "probe_n", "bf16"):
+                     "vision_keep", "vision_lr_scale", "probe_n", "bf16"):
             value = getattr(self, name)
             if value is not None and (value != getattr(defaults, name) or name in ("seed", "minutes", "max_steps")):
                 parts += [f"--{name.replace('_', '-')}", str(value)]
@@ -764,7 +767,7 @@ def run_vision_stage(model, processor, config: PretrainConfig, output_dir) -> di
     from wise_rl.vision_stage import VisionStageConfig, head_accuracy, train_vision
 
     vcfg = VisionStageConfig(steps=config.vision_steps, batch_size=config.vision_batch_size, lr=config.vision_lr,
-                             seed=config.seed, image_size=config.image_size, progress=config.progress)
+                             keep_weight=config.vision_keep, seed=config.seed, image_size=config.image_size, progress=config.progress)
     result = train_vision(model, processor, vcfg, output_dir, bf16=resolve_bf16(config.bf16)[0])
     heads = result.pop("heads")
     return {"stage": "vision", **result,
@@ -909,10 +912,14 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     data_s, data_cpu_s = timer.seconds, timer.cpu_seconds
     # A continued run (--init) is re-created by its init's commands first, then its own.
     init_card_path = Path(config.init) / CARD_JSON if config.init else None
-    lineage = []
+    lineage, earlier_stages = [], []
     if init_card_path is not None and init_card_path.is_file():
         init_card = json.loads(init_card_path.read_text(encoding="utf-8"))
         lineage = [*init_card.get("lineage", []), init_card["command"]]
+        # every stage that made this model, each with the command that ran it (and where: the card's machine)
+        earlier_stages = [{"command": init_card["command"], "machine": init_card.get("machine"), **st}
+                          for st in init_card.get("stages", [])]
+    stages = [*earlier_stages, *({"command": config.command(), "machine": machine_info(), **st} for st in stages)]
     card = {
         "command": config.command(),
         "lineage": lineage,

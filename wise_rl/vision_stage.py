@@ -10,7 +10,10 @@ processor, row-major as the processor orders them) gets three linear heads on th
     box:    the covering shape's box / image_size, 4 values   (L1, cells with a shape only)
 
 where a cell's label is the shape covering most of its pixels (at least ``min_pixels``; fewer: "none"). Loss =
-CE(colour) + CE(kind) + ``box_weight`` · L1(box), averaged over the cells. No language model runs, so a step costs
+CE(colour) + CE(kind) + ``box_weight`` · L1(box), averaged over the cells, plus
+``keep_weight`` · ‖f − f₀‖² / ‖f₀‖² where f₀ are the merged tokens of a frozen copy of the tower as it came: a
+tower that already feeds a grounding language model keeps the features that model reads (where things are) and
+adds what it lacked (colour, kind) instead of replacing them, so the language model does not relearn localisation. No language model runs, so a step costs
 a few tens of milliseconds; scenes are fresh at every step (:func:`wise_rl.data.shapeworld.render_scene` on the
 ``stream`` split's rng, rendered in the collator), so nothing is memorised.
 
@@ -21,8 +24,10 @@ dropped. Precision follows :func:`wise_rl.precision.resolve_bf16` (fp32 on a CPU
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +47,7 @@ class VisionStageConfig:
     warmup_steps: int = 30
     weight_decay: float = 0.01
     box_weight: float = 1.0
+    keep_weight: float = 0.0  # weight of the feature-keeping term (0: none)
     min_pixels: int = 20
     seed: int = 0
     image_size: int = 112
@@ -68,23 +74,20 @@ def cell_targets(scene, cell: int, min_pixels: int = 20) -> dict[str, np.ndarray
 
     size = scene.image_size
     grid = size // cell
-    owner = np.full((size, size), -1, dtype=np.int64)
-    for i, shape in enumerate(scene.shapes):
-        x1, y1, x2, y2 = shape.box
-        owner[y1:y2 + 1, x1:x2 + 1][shape.patch] = i
     colours, kinds = list(COLOURS), list(KINDS)
     colour = np.full(grid * grid, len(colours), dtype=np.int64)
     kind = np.full(grid * grid, len(kinds), dtype=np.int64)
     box = np.zeros((grid * grid, 4), dtype=np.float32)
-    for gy in range(grid):
-        for gx in range(grid):
-            block = owner[gy * cell:(gy + 1) * cell, gx * cell:(gx + 1) * cell]
-            ids, counts = np.unique(block[block >= 0], return_counts=True)
-            if len(ids) and counts.max() >= min_pixels:
-                shape = scene.shapes[int(ids[counts.argmax()])]
-                t = gy * grid + gx
-                colour[t], kind[t] = colours.index(shape.colour), kinds.index(shape.kind)
-                box[t] = np.asarray(shape.box, dtype=np.float32) / size
+    if not scene.shapes:
+        return {"colour": colour, "kind": kind, "box": box}
+    # pixels of each shape in each cell: (n_shapes, G, G); shapes do not overlap
+    counts = np.stack([shape.mask(size)[:grid * cell, :grid * cell].reshape(grid, cell, grid, cell).sum((1, 3))
+                       for shape in scene.shapes]).reshape(len(scene.shapes), -1)
+    best = counts.argmax(0)
+    for t in np.flatnonzero(counts.max(0) >= min_pixels):
+        shape = scene.shapes[int(best[t])]
+        colour[t], kind[t] = colours.index(shape.colour), kinds.index(shape.kind)
+        box[t] = np.asarray(shape.box, dtype=np.float32) / size
     return {"colour": colour, "kind": kind, "box": box}
 
 
@@ -115,7 +118,7 @@ class VisionHeads(torch.nn.Module):
     """The vision tower (with its merger) of a Qwen2.5-VL model and three per-token heads; ``forward`` returns
     ``{"loss", "colour_logits", "kind_logits", "box"}`` as ``transformers.Trainer`` expects."""
 
-    def __init__(self, model, n_colours: int, n_kinds: int, box_weight: float = 1.0):
+    def __init__(self, model, n_colours: int, n_kinds: int, box_weight: float = 1.0, keep_weight: float = 0.0):
         super().__init__()
         self.visual = model.model.visual  # the tower and its merger: the only part of the model trained here
         dim = model.config.vision_config.out_hidden_size
@@ -123,6 +126,10 @@ class VisionHeads(torch.nn.Module):
         self.kind_head = torch.nn.Linear(dim, n_kinds + 1)
         self.box_head = torch.nn.Linear(dim, 4)
         self.box_weight = box_weight
+        self.keep_weight = keep_weight
+        # A frozen copy of the tower as it came: the features the language model already reads. Not a submodule,
+        # so the optimizer and the saved weights never see it.
+        self._reference = [copy.deepcopy(self.visual).eval().requires_grad_(False)] if keep_weight else []
 
     def features(self, pixel_values, image_grid_thw):
         """(B, G², out_hidden_size): the merged tokens the language model would receive."""
@@ -141,6 +148,12 @@ class VisionHeads(torch.nn.Module):
             if self.box_weight and has_shape.any():
                 loss = loss + self.box_weight * torch.nn.functional.l1_loss(out["box"][has_shape],
                                                                             box[has_shape])
+            if self._reference:
+                with torch.no_grad():
+                    ref = self._reference[0](pixel_values.type(self.visual.dtype), grid_thw=image_grid_thw)
+                    ref = ref.pooler_output.reshape(feats.shape)
+                # scale-free: squared error relative to the reference features' mean square
+                loss = loss + self.keep_weight * ((feats - ref) ** 2).mean() / (ref ** 2).mean().clamp_min(1e-8)
             out["loss"] = loss
         return out
 
@@ -166,7 +179,7 @@ def train_vision(model, processor, config: VisionStageConfig, output_dir, bf16: 
     from wise_rl.data.shapeworld import COLOURS, KINDS
 
     config.validate()
-    heads = VisionHeads(model, len(COLOURS), len(KINDS), config.box_weight)
+    heads = VisionHeads(model, len(COLOURS), len(KINDS), config.box_weight, config.keep_weight)
     history: list[dict[str, Any]] = []
 
     class Record(TrainerCallback):
@@ -178,7 +191,9 @@ def train_vision(model, processor, config: VisionStageConfig, output_dir, bf16: 
         output_dir=str(output_dir), max_steps=config.steps, per_device_train_batch_size=config.batch_size,
         learning_rate=config.lr, lr_scheduler_type="cosine", warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay, max_grad_norm=1.0, logging_steps=config.logging_steps,
-        save_strategy="no", report_to=[], remove_unused_columns=False, dataloader_num_workers=0,
+        # one worker renders and processes the next batch while this process trains on the current one
+        save_strategy="no", report_to=[], remove_unused_columns=False,
+        dataloader_num_workers=1 if (os.cpu_count() or 1) > 1 else 0,
         accelerator_config={"dispatch_batches": False}, seed=config.seed, bf16=bf16,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=not config.progress,
     )

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     vision.add_argument("--vision-batch-size", type=int, default=d.vision_batch_size,
                         help=f"default {d.vision_batch_size}")
     vision.add_argument("--vision-lr", type=float, default=d.vision_lr, help=f"default {d.vision_lr}")
+    vision.add_argument("--vision-keep", type=float, default=d.vision_keep, metavar="W",
+                        help="weight of keeping the --init tower's features (relative squared error) next to the "
+                        "dense heads, so a base that already grounds keeps what its language model reads (default 0)")
     vision.add_argument("--vision-lr-scale", type=float, default=d.vision_lr_scale, metavar="X",
                         help="grounding stage: the vision tower trains at lr × X (0 freezes it; default 1)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, scenes and test split (default 0)")
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
         describe_share=args.describe_share, stream_start=args.stream_start, prompt_mix=args.prompt_mix,
         name_share=args.name_share, vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
-        vision_lr=args.vision_lr, vision_lr_scale=args.vision_lr_scale, probe_n=args.probe_n,
+        vision_lr=args.vision_lr, vision_keep=args.vision_keep, vision_lr_scale=args.vision_lr_scale, probe_n=args.probe_n,
         bf16=None if args.bf16 is None else args.bf16 == "true",
     )
     try:
