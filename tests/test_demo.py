@@ -183,9 +183,11 @@ def test_targets_are_computed_from_the_variants():
 
 
 def test_cpu_model_reads_the_model_name(tmp_path):
+    from wise_rl import precision
+
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n")
-    assert demo.cpu_model(info) == "AMD EPYC 7B13"
+    assert precision.cpu_model(info) == "AMD EPYC 7B13"
 
 
 # ----------------------------------------------------------------------------------------------------------------

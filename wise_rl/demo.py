@@ -784,23 +784,10 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
-    """The CPU's model name as ``lscpu`` prints it (``platform.processor()`` where /proc/cpuinfo is missing)."""
-    import platform
-
-    try:
-        for line in Path(cpuinfo).read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name") and ":" in line:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _machine() -> str:
     import platform
 
-    from wise_rl.precision import cpu_has_native_bf16
+    from wise_rl.precision import cpu_has_native_bf16, cpu_model
 
     bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
     return f"{cpu_model()} ({platform.machine()}, {os.cpu_count()} CPUs, {bf16}; training in fp32)"

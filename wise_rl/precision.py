@@ -32,6 +32,19 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
     return set()
 
 
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name as ``lscpu`` prints it (``platform.processor()`` where /proc/cpuinfo is missing)."""
+    import platform
+
+    try:
+        for line in Path(cpuinfo).read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
     """True when the CPU has AMX-BF16 or AVX512-BF16 (``flags`` defaults to :func:`cpu_flags`)."""
     flags = cpu_flags() if flags is None else flags

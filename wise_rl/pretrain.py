@@ -735,9 +735,13 @@ def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTime
 def machine_info() -> dict[str, Any]:
     import torch
 
+    from wise_rl.precision import cpu_has_native_bf16, cpu_model
+
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -1027,7 +1031,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         *(["", card["note"]] if card.get("note") else []),
         "",
         f"- date: {card['date']}; seed {card['seed']}",
-        f"- machine: {mach['platform']}, {mach['cpu_count']} CPUs, torch threads {mach['torch_threads']}, "
+        f"- machine: {mach.get('cpu_model', mach['processor'])}, {mach['platform']}, {mach['cpu_count']} CPUs, torch threads {mach['torch_threads']}, "
         f"torch {mach['torch']}, GPU {mach['cuda'] or 'none'}",
         f"- wall time {card['wall_s']} s (training {card['train_s']} s, evaluation {card['eval_s']} s); "
         f"{card['steps']} steps, {card['samples_seen']:,} samples seen",
