@@ -25,7 +25,10 @@ RANGES = {
 BINARY = {"format", "answer_schema", "bbox_l1", "points"}
 
 WEIRD_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e309", "-1e308", "1e308", "0", "-0.0", "3.5", "1e-320",
-                 "99999999999999999999999", "true", "null", '"7"', "[1]", "{}"]
+                 "99999999999999999999999", "true", "null", '"7"', "[1]", "{}",
+                 # beyond float (OverflowError), beyond int()'s 4,300-digit limit (ValueError), long exponents
+                 "9" * 400, "-" + "9" * 400, "1" * 5000, "1e" + "9" * 400, "0." + "0" * 3000 + "1",
+                 "1" * 400 + ".5", "[" * 3000 + "1" + "]" * 3000, '"' + "x" * 20000 + '"']
 
 
 def _number(rng: random.Random) -> str:
@@ -56,7 +59,8 @@ def _mutate(text: str, rng: random.Random, fragments: list[str]) -> str:
         a, b = text.split("<answer>", 1) if "<answer>" in text else (text, "")
         return "<answer>" + b + a
     if kind == 2:  # junk JSON
-        junk = rng.choice(['{"bbox": [1, 2', "{{}}", "[1,2,3,4]", '{"bbox": "a"}', "{" * 50, "}", ""])
+        junk = rng.choice(['{"bbox": [1, 2', "{{}}", "[1,2,3,4]", '{"bbox": "a"}', "{" * 50, "}", "",
+                           '{"bbox": ' + "[" * 100_000, '{"a": ' * 5000 + "1" + "}" * 5000])
         return text.split("<answer>")[0] + f"<answer>{junk}</answer>" + text.split("</answer>")[-1]
     if kind == 3:  # weird numbers in the answer
         nums = [_number(rng) for _ in range(8)]
@@ -154,3 +158,29 @@ def test_fuzz_every_reward_on_10k_completions():
 
     check()
     assert sum(seen) >= 10_000
+
+
+HUGE = {"400-digit int": "9" * 400, "5,000-digit int": "9" * 5000, "NaN": "NaN", "-Infinity": "-Infinity",
+        "1e400": "1e400", "long fraction": "1." + "5" * 100}
+
+
+def _answer_with(number: str) -> str:
+    return ('<think>a</think><answer>{"bbox": [1, 2, 3, %s], "points_1": [1, 2], "points_2": [2, 3]}</answer>'
+            "<d_think>b</d_think>" % number)
+
+
+def test_unusable_numbers_make_the_answer_invalid_and_leave_the_format_judged():
+    """A degenerate rollout (a number no float holds) must not raise in any reward: answer invalid, format 1."""
+    columns = _columns(random.Random(0), 1)
+    columns["gt_bbox"] = [[1, 2, 3, 4]]
+    for label, number in HUGE.items():
+        completions = [_answer_with(number)]
+        for name in RANGES:
+            f = get_reward(name)
+            if name == "self_distillation":
+                f.embedder = FakeEmbedder()
+            value = f(prompts=["q"], completions=completions, **columns)[0]
+            expected = {"format": 1.0, "length_l1_max": value, "brevity": value}.get(name, 0.0)
+            assert value == expected, (label, name, value)
+    # A usable exponent and a 64-character literal still read as numbers.
+    assert get_reward("answer_schema")(completions=[_answer_with("4.5e1"), _answer_with("4" * 64)]) == [1.0, 1.0]

@@ -15,6 +15,7 @@ baseline (Seg-Zero style) puts the detailed chain of thought inside ``<think>``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -154,20 +155,66 @@ def completion_text(completion: Any) -> str:
     raise TypeError(f"completion must be a string or a list of messages, got {type(completion).__name__}")
 
 
+class _Unusable:
+    """A JSON value no coordinate can be: an over-long number literal, ``NaN`` or ``±Infinity``."""
+
+    __slots__ = ("literal",)
+
+    def __init__(self, literal: str):
+        self.literal = literal[:20]
+
+    def __repr__(self) -> str:
+        return f"<unusable number {self.literal!r}…>"
+
+
+# Longest number literal read as a number: a coordinate never needs more, and longer ones are how model text hits
+# Python's limits (a 400-digit int overflows float(), a 4,301-digit one exceeds int()'s digit limit).
+MAX_NUMBER_CHARS = 64
+
+
+def _guarded_int(literal: str) -> int | _Unusable:
+    return int(literal) if len(literal) <= MAX_NUMBER_CHARS else _Unusable(literal)
+
+
+def _guarded_float(literal: str) -> float | _Unusable:
+    if len(literal) > MAX_NUMBER_CHARS:
+        return _Unusable(literal)
+    value = float(literal)  # never raises on a JSON float literal; 1e999 → inf, rejected here
+    return value if math.isfinite(value) else _Unusable(literal)
+
+
+# Every number of model text goes through these hooks, so the decoder itself cannot raise on a number.
+_DECODER = json.JSONDecoder(parse_int=_guarded_int, parse_float=_guarded_float, parse_constant=_Unusable)
+
+
 def extract_answer_object(answer_text: str) -> dict[str, Any] | None:
-    """The first JSON object inside the answer block (as the official code reads it), or None."""
+    """The first JSON object inside the answer block (as the official code reads it), or None. Never raises:
+    unusable numbers (longer than ``MAX_NUMBER_CHARS``, ``NaN``, ``±Infinity``, overflowing exponents) are kept as
+    placeholders that :func:`validate_answer` rejects; nesting too deep for the decoder gives None."""
     start = answer_text.find("{")
     if start < 0:
         return None
     try:
-        obj, _ = json.JSONDecoder().raw_decode(answer_text[start:])
-    except (json.JSONDecodeError, RecursionError):
+        obj, _ = _DECODER.raw_decode(answer_text[start:])
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return None
     return obj if isinstance(obj, dict) else None
 
 
+def _coordinate(value: Any) -> float | None:
+    """A finite float from a JSON number, or None (bools, strings, placeholders, NaN, ±inf, ints beyond float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        out = float(value)
+    except OverflowError:
+        return None
+    return out if math.isfinite(out) else None
+
+
 def validate_answer(obj: Any) -> dict[str, list[float]] | None:
-    """The answer with ``bbox`` (4 numbers), ``points_1`` and ``points_2`` (2 numbers each) as floats, or None."""
+    """The answer with ``bbox`` (4 numbers), ``points_1`` and ``points_2`` (2 numbers each) as finite floats, or
+    None. Never raises."""
     if not isinstance(obj, dict):
         return None
     out: dict[str, list[float]] = {}
@@ -175,14 +222,9 @@ def validate_answer(obj: Any) -> dict[str, list[float]] | None:
         values = obj.get(key)
         if not isinstance(values, (list, tuple)) or len(values) != n:
             return None
-        floats = []
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                return None
-            f = float(v)
-            if f != f or f in (float("inf"), float("-inf")):
-                return None
-            floats.append(f)
+        floats = [_coordinate(v) for v in values]
+        if any(f is None for f in floats):
+            return None
         out[key] = floats
     return out
 
