@@ -64,6 +64,7 @@ def build_trainer(script_args, training_args, model_args):
     processor = training.build_processor(script_args, model_args)
     training_args.model_init_kwargs = training.model_init_kwargs(training_args, model_args)
     reward_funcs = training.build_reward_funcs(script_args, processor.tokenizer, layout)
+    training.check_reward_columns(reward_funcs, train_rows, f"dataset {script_args.dataset!r}")
 
     # ---- trainer
     trainer_cls = GRPOTrainer if script_args.algorithm == "grpo" else RLOOTrainer

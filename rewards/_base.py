@@ -14,6 +14,7 @@ truth" (``None``).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -22,6 +23,8 @@ from typing import Any
 
 from rewards._parse import parse_batch
 from wise_rl.formats import ParsedCompletion
+
+logger = logging.getLogger(__name__)
 
 CONTRACT_ARGS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
 
@@ -36,6 +39,12 @@ class Reward:
 
     name = "reward"
     _transient: tuple[str, ...] = ()
+    ground_truth: tuple[str, ...] = ()  # dataset columns without which every score is None
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Dataset columns this reward reads its ground truth from (checked before training: a column that is
+        absent or None in every row would make the reward None for the whole run)."""
+        return self.ground_truth
 
     def __init__(self) -> None:
         self.__name__ = self.name
@@ -56,6 +65,12 @@ class Reward:
         scores = self.score(parsed, Columns(columns, len(parsed), self.name), log_metric=log_metric)
         if len(scores) != len(parsed):  # a bug in a subclass, not in the data
             raise RuntimeError(f"reward {self.name!r} returned {len(scores)} scores for {len(parsed)} completions")
+        if parsed and all(s is None for s in scores) and not self.__dict__.get("_warned_no_truth"):
+            self._warned_no_truth = True  # once per reward object: TRL calls it every step
+            missing = [c for c in self.required_columns() if all(v is None for v in columns.get(c) or [None])]
+            logger.warning("reward %r returned None (no ground truth) for every sample of a batch of %d%s; it adds "
+                           "nothing to the reward while this lasts (said once)", self.name, len(parsed),
+                           f": column {', '.join(missing)} is missing or None" if missing else "")
         return [0.0 if p.failure == "echo" else s for p, s in zip(parsed, scores)]
 
     def score(self, parsed: list[ParsedCompletion], columns: Columns, log_metric=None) -> list[float | None]:
@@ -220,6 +235,9 @@ class Gate:
             from rewards.mask_iou import MaskIoUScorer
 
             self._mask = MaskIoUScorer(decoder, decoder_options or {}, reward=reward)
+
+    def required_columns(self) -> tuple[str, ...]:
+        return ("gt_bbox",) if self.metric == "bbox_iou" else ("gt_mask",)
 
     def values(self, parsed: list[ParsedCompletion], columns: Columns) -> list[float | None]:
         if self.metric == "bbox_iou":

@@ -119,6 +119,9 @@ class _Compression(Reward):
     def options(self):
         return {k: v for k, v in super().options().items() if k not in ("tokens", "embedder")}
 
+    def required_columns(self) -> tuple[str, ...]:
+        return () if self._gate is None else self._gate.required_columns()
+
     def _prepare(self, parsed, columns: Columns, log_metric, gate: Gate | None):
         passed = gate.evaluate(parsed, columns) if gate is not None else [True] * len(parsed)
         rats = [rationales(p) for p in parsed]

@@ -73,6 +73,7 @@ class BboxIoUReward(Reward):
     """Continuous pixel-inclusive bbox IoU, or ``1 if IoU > threshold`` when ``threshold`` is given (Seg-Zero)."""
 
     name = "bbox_iou"
+    ground_truth = ("gt_bbox",)
 
     def __init__(self, threshold: float | None = None):
         super().__init__()
@@ -95,6 +96,7 @@ class BboxL1Reward(Reward):
     """``1 if mean |Δ| of the 4 bbox coordinates < threshold`` (model-frame pixels, default 10) else 0."""
 
     name = "bbox_l1"
+    ground_truth = ("gt_bbox",)
 
     def __init__(self, threshold: float = 10.0):
         super().__init__()
@@ -116,6 +118,7 @@ class PointsReward(Reward):
     """``1 if`` both int-cast points lie in the predicted bbox and the order-free mean distance < ``threshold``."""
 
     name = "points"
+    ground_truth = ("gt_points",)
 
     def __init__(self, threshold: float = 100.0):
         super().__init__()

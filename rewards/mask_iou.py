@@ -123,6 +123,7 @@ class MaskIoUReward(Reward):
     """IoU of the decoded predicted mask against ``gt_mask`` (ignore pixels excluded); None without a mask."""
 
     name = "mask_iou"
+    ground_truth = ("gt_mask",)
 
     def __init__(self, decoder: Any = "box", decoder_options: dict | None = None):
         super().__init__()

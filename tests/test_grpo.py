@@ -103,3 +103,38 @@ def test_qlora_grpo_step_runs_on_cpu(tiny_model_dir, shapeworld_dir, tmp_path):
         "--load_in_4bit", "true", "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8")))
     assert result["global_step"] == 1 and result["quantized"] == "4bit" and result["peft"]
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_a_reward_without_its_ground_truth_column_is_refused_before_training():
+    """refCOCOg-like rows (gt_bbox, no gt_mask): mask_iou, or self_distillation gated on mask_iou, would be None
+    for every sample; the check names the reward and the column. bbox-gated rewards pass."""
+    from datasets import Dataset, Features, Sequence, Value
+    from datasets import Image as ImageFeature
+
+    from rewards import get_reward
+
+    rows = Dataset.from_dict({"gt_bbox": [[0.0, 0.0, 9.0, 9.0]] * 3, "gt_mask": [None] * 3},
+                             features=Features({"gt_bbox": Sequence(Value("float32")), "gt_mask": ImageFeature()}))
+    ok = [training.with_length_diagnostics(get_reward("format")), get_reward("bbox_iou"),
+          get_reward("self_distillation")]
+    training.check_reward_columns(ok, rows)
+    for funcs, name, column in (
+        ([get_reward("format"), get_reward("self_distillation", gate="mask_iou")], "self_distillation", "gt_mask"),
+        ([training.with_length_diagnostics(get_reward("mask_iou"))], "mask_iou", "gt_mask"),
+        ([get_reward("points")], "points", "gt_points"),
+    ):
+        with pytest.raises(training.ConfigError, match=rf"{name}.*'{column}'"):
+            training.check_reward_columns(funcs, rows, "dataset 'refcocog'")
+
+
+def test_a_reward_none_for_a_whole_batch_says_so_once(caplog):
+    from rewards import get_reward
+
+    reward = get_reward("mask_iou")
+    completion = ('<think>a</think><answer>{"bbox": [0, 0, 9, 9], "points_1": [2, 2], "points_2": [5, 5]}</answer>'
+                  "<d_think>b</d_think>")
+    with caplog.at_level("WARNING", logger="rewards._base"):
+        for _ in range(3):
+            assert reward(prompts=["q", "q"], completions=[completion] * 2, gt_bbox=[[0, 0, 9, 9]] * 2) == [None] * 2
+    said = [r.getMessage() for r in caplog.records if "mask_iou" in r.getMessage()]
+    assert len(said) == 1 and "gt_mask" in said[0]

@@ -165,8 +165,8 @@ HUGE = {"400-digit int": "9" * 400, "5,000-digit int": "9" * 5000, "NaN": "NaN",
 
 
 def _answer_with(number: str) -> str:
-    return ('<think>a</think><answer>{"bbox": [1, 2, 3, %s], "points_1": [1, 2], "points_2": [2, 3]}</answer>'
-            "<d_think>b</d_think>" % number)
+    answer = '{"bbox": [1, 2, 3, ' + number + '], "points_1": [1, 2], "points_2": [2, 3]}'
+    return f"<think>a</think><answer>{answer}</answer><d_think>b</d_think>"
 
 
 def test_unusable_numbers_make_the_answer_invalid_and_leave_the_format_judged():

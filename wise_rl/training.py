@@ -747,6 +747,27 @@ def build_reward_funcs(script_args: GRPOScriptArguments, tokenizer=None, layout:
     return funcs
 
 
+def check_reward_columns(reward_funcs: list, dataset, source: str = "the training data") -> None:
+    """Refuse, before training, a reward whose ground-truth column is absent from ``dataset`` or None in every row:
+    it would return None for every sample and the run would log ``rewards/NAME/mean: None`` to its end (e.g.
+    ``mask_iou``, or a ``mask_iou`` gate, on refCOCOg_2k_840, which has no masks). Raises :class:`ConfigError`
+    naming the reward and the column. Rewards without ``required_columns()`` (plain functions) are not checked."""
+    for i, func in enumerate(reward_funcs):
+        reward = getattr(func, "__wrapped__", func)
+        needs = getattr(reward, "required_columns", None)
+        for column in needs() if callable(needs) else ():
+            if column not in dataset.column_names:
+                why = "has no such column"
+            elif dataset.with_format("arrow")[column].null_count == len(dataset):
+                why = f"has it None in all {len(dataset)} rows"
+            else:
+                continue
+            name = getattr(reward, "name", getattr(reward, "__name__", str(reward)))
+            raise ConfigError(f"reward_funcs[{i}] {name!r} needs column {column!r}, but {source} {why}: the reward "
+                              "would be None for every sample. Drop it, choose a gate the data supports "
+                              "(reward_options, e.g. gate: bbox_iou) or use data with that column")
+
+
 def completion_lengths(completion, tokenizer=None, layout: str = "three-stage") -> dict[str, int]:
     """Lengths of a completion's parts: ``think`` (the <think> content: concise for WISE), ``d_think`` and ``answer``
     in tokens (``tokenizer``) or whitespace words (no tokenizer). Unparseable parts count 0."""
