@@ -170,3 +170,25 @@ def test_score_rejects_repeated_prediction_ids(tmp_path, refcocog_parquet):
     preds = _write_preds(tmp_path / "preds.jsonl", [("r1", "a"), ("r1", "b")])
     with pytest.raises(Exception, match="line 2: id 'r1' repeats line 1"):
         _score(tmp_path, refcocog_parquet, preds)
+
+
+def test_score_defaults_to_the_rows_own_model_frame_and_warns_on_a_mismatch(tmp_path, caplog):
+    """ShapeWorld rows carry model_size 112: answers equal to the gt box score IoU 1 by default; an explicit
+    --frame 840 rescales them by 112/840 (a box in the top-left corner), and says so."""
+    from wise_rl.data.shapeworld import generate_dataset
+
+    data = tmp_path / "sw"
+    generate_dataset(n_train=0, n_test=3, seed=0, out_dir=data)
+    from datasets import load_from_disk
+
+    rows = load_from_disk(str(data))["test"]
+    assert set(rows["model_size"]) == {112}
+    preds = _write_preds(tmp_path / "preds.jsonl", [(r["id"], _completion(r["gt_bbox"])) for r in rows])
+    m, _ = _score(tmp_path, data, preds)
+    assert m["settings"]["frame"] == "model" and "frame_warning" not in m
+    box_gt = [r for r in rows if r["gt_mask"] is None]
+    assert m["gIoU"] > 0.5 and (not box_gt or m["gIoU"] == 1.0)
+    with caplog.at_level("WARNING"):
+        m840, _ = _score(tmp_path, data, preds, "--frame", "840")
+    assert "model_size" in m840["frame_warning"] and "--frame 840" in caplog.text
+    assert m840["gIoU"] < 0.2

@@ -713,6 +713,18 @@ def parse_frame(value: str | int | None) -> str | int:
     return size
 
 
+def _frame_mismatch(dataset, frame: str | int) -> str | None:
+    """A warning when an explicit frame size differs from the model frame the rows carry (``model_size``)."""
+    if not isinstance(frame, int) or "model_size" not in dataset.column_names:
+        return None
+    sizes = sorted({int(s) for s in dataset["model_size"] if s is not None})
+    if not sizes or sizes == [frame]:
+        return None
+    return (f"--frame {frame} rescales every answer from a {frame}×{frame} frame, but the rows' own model frame "
+            f"is {'/'.join(map(str, sizes))} (model_size): if the predictions were made on the rows' images, use "
+            "--frame model (the default)")
+
+
 def score_predictions(
     dataset,
     predictions: str | os.PathLike | list[dict[str, Any]],
@@ -740,6 +752,9 @@ def score_predictions(
     by_id = {str(p["id"]): p for p in preds}
     ids = _unique_ids(dataset, dataset_name or "dataset")
     known = set(ids)
+    frame_warning = _frame_mismatch(dataset, frame)
+    if frame_warning:
+        logger.warning("%s", frame_warning)
     decoder = make_decoder(mask_decoder, sam2)
     records = []
     for k in tqdm(range(len(ids)), desc="score", unit="sample", disable=not progress):
@@ -773,5 +788,7 @@ def score_predictions(
                 "predictions": None if isinstance(predictions, list) else str(predictions)}
     result = run_metrics(records, ids, protocol, settings)
     result["unknown_ids"] = unknown
+    if frame_warning:
+        result["frame_warning"] = frame_warning
     result["missing_ids"] = [r["id"] for r in records if r["failure"] == metrics.MISSING_PREDICTION]
     return result, records

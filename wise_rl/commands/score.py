@@ -18,10 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="split of the source (default: 'test' if present)")
     parser.add_argument("--predictions", required=True, help="JSONL file: one {\"id\", \"completion\"} per line")
     parser.add_argument("--out", required=True, help="metrics.json to write (per-sample records go beside it)")
-    parser.add_argument("--frame", default="840",
-                        help="frame of the predicted coordinates: 840 (default) or any size S (an S×S model "
-                             "frame, rescaled to each image's original size), 'model' (each row's own model_size) "
-                             "or 'original' (already original pixels)")
+    parser.add_argument("--frame", default="model",
+                        help="frame of the predicted coordinates: 'model' (default: each row's own model_size — "
+                             "840 for real data, the rendered size for ShapeWorld), any size S (an S×S frame, "
+                             "rescaled to each image's original size; a warning when the rows say otherwise) or "
+                             "'original' (already original pixels)")
     parser.add_argument("--mask-decoder", default="box", choices=("box", "sam2"))
     parser.add_argument("--sam2", default=None, help="SAM2 model folder for --mask-decoder sam2")
     parser.add_argument("--protocol", default="lisa", choices=metrics.PROTOCOLS)
