@@ -437,6 +437,7 @@ def bench_generation(model: str | os.PathLike | None = None, dataset: str | None
     import torch
 
     from wise_rl import evaluate as ev
+    from wise_rl.data.images import load_image
     from wise_rl.formats import styled_prompt
     from wise_rl.models import load_model, load_processor
 
@@ -478,7 +479,7 @@ def bench_generation(model: str | os.PathLike | None = None, dataset: str | None
 
     def gen_batch(prompt, batch):
         samples = [rows[k] for k in batch]
-        images = [r["image"].convert("RGB") for r in samples]
+        images = [load_image(r["image"]) for r in samples]
         return samples, generators[prompt](images, [r["query"] for r in samples])
 
     for p in GEN_PROMPTS:  # warm-up (not timed, not scored)

@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image
 
 from wise_rl import formats, frames, metrics
+from wise_rl.data.images import load_image
 from wise_rl.data.schema import as_mask_array
 
 logger = logging.getLogger(__name__)
@@ -238,8 +239,8 @@ def original_image(row: dict[str, Any]) -> Image.Image:
     """The image in the original frame: the row's ``original_image`` when the loader gives one, else the model-frame
     image resized back to ``image_size`` (exact for ShapeWorld, where both frames are the same)."""
     if row.get("original_image") is not None:
-        return row["original_image"].convert("RGB")
-    image = row["image"].convert("RGB")
+        return load_image(row["original_image"])
+    image = load_image(row["image"])
     size = tuple(int(v) for v in row["image_size"])
     return image if image.size == size else image.resize(size, Image.BICUBIC)
 
@@ -590,7 +591,7 @@ def run_eval(
     ) as bar:
         for batch in todo:
             rows = [ds[k] for k in batch]
-            images = [r["image"].convert("RGB") for r in rows]
+            images = [load_image(r["image"]) for r in rows]
             gens = generator(images, [r["query"] for r in rows])
             if len(gens) != len(rows):
                 raise EvalError(f"the generator returned {len(gens)} completions for {len(rows)} prompts")

@@ -31,15 +31,14 @@ def infer(model_dir, image_path, query: str, prompt: str = "wise-s", mask_decode
     """Generate for one image and decode the mask on the original image. Returns a dict with ``completion``,
     ``concise``, ``answer`` (model frame), ``answer_original``, ``failure``, ``mask`` (H×W or None), ``image``
     (original, RGB), ``completion_tokens`` and ``latency_s``."""
-    from PIL import Image
-
     from wise_rl import evaluate, frames
+    from wise_rl.data.images import load_image
     from wise_rl.models import load_model, load_processor
 
     processor = processor or load_processor(model_dir)
     model = model or load_model(model_dir).eval()
     size = model_size or evaluate.processor_model_size(processor)
-    original = Image.open(image_path).convert("RGB")
+    original = load_image(image_path)
     generator = evaluate.HFGenerator(model, processor, prompt, max_new_tokens)
     gen = generator([frames.image_to_model(original, size)], [query])[0]
     parsed = formats.parse_for_prompt(gen.completion, prompt)

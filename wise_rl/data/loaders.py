@@ -39,7 +39,8 @@ model frame with ``frames``: ``x' = x · S / W``, ``y' = y · S / H`` (so ``fram
 exactly). ``gt_mask`` is the original mask resized by nearest neighbour to S×S (1 target, 0 background, 255
 ignore); ``original_mask`` (``with_original_mask=True``) is the W×H original.
 
-Images: ``image`` is the original resized to S×S RGB (bicubic, ``frames.image_to_model``). Bytes already S×S RGB
+Images: every image is read as a viewer shows it (``wise_rl.data.images.load_image``: EXIF orientation applied,
+any mode to RGB), so ``image_size`` and annotations drawn on the shown image agree. ``image`` is the original resized to S×S RGB (bicubic, ``frames.image_to_model``). Bytes already S×S RGB
 are passed through untouched; otherwise a JPEG source is re-encoded as JPEG (quality 95) and anything else as PNG,
 so that a 2,000-row source stays a few hundred MB in memory.
 
@@ -72,6 +73,7 @@ from tqdm.auto import tqdm
 
 from wise_rl import frames
 from wise_rl.data.geometry import inscribed_circle_points, mask_bbox, target_pixels
+from wise_rl.data.images import ImageError, load_image, needs_conversion
 from wise_rl.data.schema import IGNORE_INDEX, as_mask_array, sample_features
 
 logger = logging.getLogger(__name__)
@@ -494,7 +496,7 @@ def _mask_from_value(value: Any, column: str, base_dir: Path | None) -> np.ndarr
     if value is None:
         return None
     if isinstance(value, (dict, str, bytes)):
-        image, _, _ = _open_image(value, column, base_dir)
+        image, _, _ = _open_image(value, column, base_dir, as_shown=False)
         return _normalise_mask(as_mask_array(image), column)
     try:
         return _normalise_mask(as_mask_array(value), column)
@@ -517,9 +519,12 @@ def _normalise_mask(arr: np.ndarray, column: str) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def _open_image(value: Any, column: str, base_dir: Path | None, passthrough_size: int | None = None
-                ) -> tuple[Image.Image, bytes | None, str | None]:
+def _open_image(value: Any, column: str, base_dir: Path | None, passthrough_size: int | None = None,
+                as_shown: bool = True) -> tuple[Image.Image, bytes | None, str | None]:
     """An image cell (Image struct dict, path, bytes or PIL) → (PIL image, raw bytes, format).
+
+    ``as_shown`` (images, not masks): the image as a viewer shows it (``wise_rl.data.images.load_image``: EXIF
+    orientation applied, RGB); raw bytes come back only when they already are that image.
 
     The image is fully decoded (a corrupt or truncated one raises), except one that ``_model_image`` will pass
     through untouched (``passthrough_size``² RGB): its pixels are never used here, so it is checked more cheaply —
@@ -529,7 +534,7 @@ def _open_image(value: Any, column: str, base_dir: Path | None, passthrough_size
     if value is None:
         raise _RowError(column, "missing_value", "missing image")
     if isinstance(value, Image.Image):
-        return value, None, value.format
+        return (load_image(value) if as_shown else value), None, value.format
     raw, path = None, None
     if isinstance(value, dict):
         raw, path = value.get("bytes"), value.get("path")
@@ -552,7 +557,8 @@ def _open_image(value: Any, column: str, base_dir: Path | None, passthrough_size
     try:
         image = Image.open(io.BytesIO(raw))
         fmt = image.format
-        if passthrough_size is not None and image.size == (passthrough_size,) * 2 and image.mode == "RGB":
+        if (passthrough_size is not None and image.size == (passthrough_size,) * 2
+                and not needs_conversion(image)):
             probe = Image.open(io.BytesIO(raw))
             if fmt == "JPEG":
                 probe.draft("RGB", (max(1, probe.width // 8), max(1, probe.height // 8)))
@@ -568,6 +574,11 @@ def _open_image(value: Any, column: str, base_dir: Path | None, passthrough_size
         raise _RowError(column, "unreadable_image", f"unreadable image ({type(exc).__name__}: {exc})") from exc
     if image.width <= 0 or image.height <= 0:
         raise _RowError(column, "unreadable_image", f"image has size {image.size}")
+    if as_shown and needs_conversion(image):
+        try:
+            image, raw = load_image(image), None  # the stored bytes are not what a viewer shows
+        except (ImageError, OSError, ValueError) as exc:
+            raise _RowError(column, "unreadable_image", f"cannot convert the image to RGB: {exc}") from exc
     return image, raw, fmt
 
 
