@@ -17,7 +17,8 @@ from PIL import Image
 
 from wise_rl import frames
 from wise_rl.data.geometry import inscribed_circle_points
-from wise_rl.data.loaders import DataError, lisa_mask, load_source
+from wise_rl.data.lisa import lisa_mask
+from wise_rl.data.loaders import DataError, load_source
 from wise_rl.data.schema import sample_features
 
 REFCOCOG_FEATURES = Features({
@@ -210,7 +211,9 @@ def make_lisa(folder, name="scene", width=60, height=40, shapes=None, text=("fin
 def test_lisa_folder_target_ignore_and_flag(tmp_path):
     folder = make_lisa(tmp_path / "lisa")
     ds = load_source(folder, with_original_mask=True)
-    assert ds["id"] == ["scene#0", "scene#1"] and ds["query"] == ["find the box", "the red one"]
+    assert ds["id"] == ["scene"] and ds["query"] == ["find the box"]  # LISA's evaluation: the first text
+    every = load_source(folder, lisa_texts="all")
+    assert every["id"] == ["scene#0", "scene#1"] and every["query"] == ["find the box", "the red one"]
     row = ds[0]
     original = np.asarray(row["original_mask"])
     assert original.shape == (40, 60)
@@ -244,8 +247,8 @@ def test_lisa_bad_files_are_counted(tmp_path):
     assert info.value.column == "shapes" and info.value.row_id == "badpoly"
     report: dict = {}
     ds = load_source(folder, skip_invalid=True, report=report)
-    assert ds["id"] == ["good#0", "good#1"]
-    assert report["skipped"] == {"bad_polygon": 1, "empty_mask": 1, "empty_query": 1}
+    assert ds["id"] == ["good", "nothing"]  # only an ignore polygon: a no-object sample, kept
+    assert report["skipped"] == {"bad_polygon": 1, "empty_query": 1}
 
 
 # --------------------------------------------------------------------------------------------------- schema rows

@@ -99,8 +99,8 @@ def test_missing_and_unknown_ids_are_failures_never_dropped():
                                    "failure": metrics.UNKNOWN_ID}]
     m = metrics.aggregate(records, "lisa", expected_ids=["a", "b"])
     assert m["n"] == 2  # the dataset's samples: a and the missing b (zzz is not a sample)
-    assert m["failures"] == {metrics.MISSING_PREDICTION: 1, metrics.UNKNOWN_ID: 1}
-    assert m["n_failed"] == 2
+    assert m["failures"] == {metrics.MISSING_PREDICTION: 1} and m["n_unknown_ids"] == 1
+    assert m["n_failed"] == 1 <= m["n"]
     assert m["gIoU"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="duplicate record"):
         metrics.aggregate([_rec("a", gt, gt), _rec("a", gt, gt)])

@@ -75,8 +75,8 @@ def test_score_reasonseg_rows(tmp_path, reasonseg_parquet):
     assert (recs["img1_1"]["intersection"], recs["img1_1"]["union"]) == (200, 400)
     assert recs["img2_0"]["failure"] == metrics.MISSING_PREDICTION and recs["img2_0"]["union"] == 400
     assert recs["nope_9"]["failure"] == metrics.UNKNOWN_ID
-    assert m["n"] == 3 and m["n_failed"] == 2
-    assert m["failures"] == {metrics.MISSING_PREDICTION: 1, metrics.UNKNOWN_ID: 1}
+    assert m["n"] == 3 and m["n_failed"] == 1 and m["n_unknown_ids"] == 1  # an unknown id is not a sample
+    assert m["failures"] == {metrics.MISSING_PREDICTION: 1}
     assert m["gIoU"] == pytest.approx((1 + 0.5 + 0) / 3)
     assert m["cIoU"] == pytest.approx((400 + 200) / (400 + 400 + 400))
     assert m["unknown_ids"] == ["nope_9"] and m["missing_ids"] == ["img2_0"]
@@ -122,13 +122,13 @@ def test_score_lisa_folder_ignore_and_protocols(tmp_path, lisa_dir):
     covering = [10 * 10.5, 5 * 14, 39 * 10.5, 24 * 14]  # target + ignore → original [10, 5, 39, 24]
     preds = _write_preds(tmp_path / "preds.jsonl", [("scene#0", _completion(covering)),
                                                     ("scene#1", _completion([0, 0, 0, 0]))])
-    lisa, recs = _score(tmp_path, lisa_dir, preds)
+    lisa, recs = _score(tmp_path, lisa_dir, preds, "--lisa-texts", "all")
     r0 = recs["scene#0"]
     assert (r0["intersection"], r0["union"], r0["n_ignore"], r0["ignore_hits"]) == (400, 400, 200, 200)
     # [0,0,0,0] → the single pixel (0, 0): I = 0, U = 401
     assert (recs["scene#1"]["intersection"], recs["scene#1"]["union"]) == (0, 401)
     assert lisa["gIoU"] == pytest.approx(0.5) and lisa["cIoU"] == pytest.approx(400 / 801)
-    sz, _ = _score(tmp_path, lisa_dir, preds, "--protocol", "seg-zero")
+    sz, _ = _score(tmp_path, lisa_dir, preds, "--protocol", "seg-zero", "--lisa-texts", "all")
     # seg-zero counts ignore as target: sample 0 → 600/600, sample 1 → 0/601
     assert sz["protocol"] == "seg-zero"
     assert sz["gIoU"] == pytest.approx(0.5) and sz["cIoU"] == pytest.approx(600 / 1201)

@@ -487,6 +487,7 @@ class EvalConfig:
     protocol: str = "lisa"
     strict_format: bool = False
     model_size: int | None = None  # the frame the model answers in; None: the dataset rows' model_size
+    lisa_texts: str = "first"  # LISA folders: first text per image (LISA's evaluation) or all texts
     extra: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
@@ -505,11 +506,13 @@ def _check_same(old: dict[str, Any], new: dict[str, Any], where: Path, keys: Seq
             )
 
 
-def load_eval_rows(dataset: str, split: str | None, limit: int | None, model_size: int | None = None):
-    """The dataset as the eval sees it (original-frame masks included)."""
+def load_eval_rows(dataset: str, split: str | None, limit: int | None, model_size: int | None = None,
+                   lisa_texts: str = "first"):
+    """The dataset as the eval sees it (original-frame masks included; LISA folders: one sample per image, its
+    first text, unless ``lisa_texts="all"``)."""
     from wise_rl.data.loaders import load_source
 
-    kwargs: dict[str, Any] = dict(split=split, with_original_mask=True, limit=limit)
+    kwargs: dict[str, Any] = dict(split=split, with_original_mask=True, limit=limit, lisa_texts=lisa_texts)
     if model_size is not None:
         kwargs["model_size"] = model_size
     return load_source(dataset, **kwargs)
@@ -557,7 +560,7 @@ def run_eval(
         if config.model_size is None:
             config.model_size = processor_model_size(processor)
     ds = dataset if dataset is not None else load_eval_rows(config.dataset, config.split, config.limit,
-                                                            config.model_size)
+                                                            config.model_size, config.lisa_texts)
     ids = _unique_ids(ds, config.dataset)
     work = list(shard_slice(len(ids), shard))
     work_ids = [ids[k] for k in work]
@@ -566,7 +569,8 @@ def run_eval(
     run_file = out / RUN_FILE
     if run_file.is_file():
         old = json.loads(run_file.read_text(encoding="utf-8"))
-        _check_same(old, settings, out, RESULT_KEYS + ("shard", "n_source"))
+        _check_same(old, settings, out, RESULT_KEYS + ("shard", "n_source")
+                    + (("lisa_texts",) if "lisa_texts" in old else ()))  # runs from before the option
         if old.get("batch_size") != config.batch_size:
             logger.warning("%s: batch size changed (%s → %s); resumed samples may differ numerically from an "
                            "uninterrupted run", out, old.get("batch_size"), config.batch_size)

@@ -159,17 +159,17 @@ def aggregate(
 
     Each record needs ``id``, ``intersection``, ``union``, ``failure`` (None or a reason) and, for seg-zero,
     ``n_ignore`` / ``ignore_hits``; ``format_ok`` and the cost keys are optional. A record with
-    ``failure == "unknown_id"`` has no ground truth: it is counted in ``n_failed`` and ``failures`` but is not a
-    sample of the source, so it is not in ``n`` nor in the means.
+    ``failure == "unknown_id"`` has no ground truth: it is not a sample of the source, so it is not in ``n``,
+    ``n_failed``, ``failures`` nor the means, and is counted in ``n_unknown_ids`` (``n_failed ≤ n`` always).
 
     ``expected_ids`` (every id of the source): ids without a record are added as failures
     ``missing_prediction`` (I = 0, U = |T| is unknown here, so U = 0: they lower gIoU and acc50 but not cIoU —
     :func:`wise_rl.evaluate.score_predictions` adds them with their true |T| when it has the dataset).
 
     Returns ``protocol``, ``n`` (samples of the source), ``n_scored`` (samples in the means), ``n_failed``,
-    ``failures`` (reason → count), ``gIoU``, ``cIoU``, ``acc50``, ``format_valid`` (share of the n samples whose
-    completion matched the prompt's layout), ``n_empty_union``, ``n_dropped_empty_union`` (seg-zero only drops),
-    and the :func:`cost_figures`.
+    ``failures`` (reason → count, samples only), ``n_unknown_ids``, ``gIoU``, ``cIoU``, ``acc50``,
+    ``format_valid`` (share of the n samples whose completion matched the prompt's layout), ``n_empty_union``,
+    ``n_dropped_empty_union`` (seg-zero only drops), and the :func:`cost_figures`.
     """
     _check_protocol(protocol)
     records = list(records)
@@ -190,12 +190,13 @@ def aggregate(
     failures: Counter[str] = Counter()
     ious: list[float] = []
     sum_i = sum_u = 0
-    n = n_empty = n_dropped = n_format = 0
+    n = n_empty = n_dropped = n_format = n_unknown = 0
     for r in records:
+        if r.get("failure") == UNKNOWN_ID:  # not a sample: counted apart, so that n_failed ≤ n
+            n_unknown += 1
+            continue
         if r.get("failure") is not None:
             failures[str(r["failure"])] += 1
-        if r.get("failure") == UNKNOWN_ID:
-            continue
         n += 1
         n_format += bool(r.get("format_ok"))
         i, u, iou = protocol_counts(r, protocol)
@@ -215,6 +216,7 @@ def aggregate(
         "n_scored": len(ious),
         "n_failed": int(sum(failures.values())),
         "failures": dict(sorted(failures.items())),
+        "n_unknown_ids": n_unknown,
         "gIoU": giou,
         "cIoU": (sum_i / sum_u) if sum_u > 0 else None,  # undefined when every scored union is empty
         "acc50": _mean([1.0 if v >= 0.5 else 0.0 for v in ious]),

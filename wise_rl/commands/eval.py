@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict-format", action="store_true",
                         help="count a completion that misses the prompt's layout as failed even if its answer "
                              "parses")
+    parser.add_argument("--lisa-texts", default="first", choices=("first", "all"),
+                        help="LISA folders: 'first' (default, LISA's evaluation: one sample per image, its first "
+                             "text, id = image name) or 'all' (one sample per text, ids NAME#k)")
     parser.add_argument("--model-size", type=int, default=None,
                         help="square frame the model answers in (default: from the processor, else 840)")
     parser.add_argument("--compare", default=None, metavar="OTHER_OUTDIR",
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             model=args.model, dataset=args.dataset, split=args.split, prompt=args.prompt,
             mask_decoder=args.mask_decoder, sam2=args.sam2, batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens, limit=args.limit, shard=args.shard, protocol=args.protocol,
-            strict_format=args.strict_format, model_size=args.model_size,
+            strict_format=args.strict_format, model_size=args.model_size, lisa_texts=args.lisa_texts,
         )
         result = evaluate.run_eval(config, args.out, progress=not args.quiet)
         title = f"{args.prompt} on {args.dataset} → {args.out}"

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "840 for real data, the rendered size for ShapeWorld), any size S (an S×S frame, "
                              "rescaled to each image's original size; a warning when the rows say otherwise) or "
                              "'original' (already original pixels)")
+    parser.add_argument("--lisa-texts", default="first", choices=("first", "all"),
+                        help="LISA folders: 'first' (default, LISA's evaluation: one sample per image, its first "
+                             "text, id = image name) or 'all' (one sample per text, ids NAME#k)")
     parser.add_argument("--mask-decoder", default="box", choices=("box", "sam2"))
     parser.add_argument("--sam2", default=None, help="SAM2 model folder for --mask-decoder sam2")
     parser.add_argument("--protocol", default="lisa", choices=metrics.PROTOCOLS)
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     frame = evaluate.parse_frame(args.frame)
-    dataset = load_source(args.dataset, split=args.split, with_original_mask=True, limit=args.limit)
+    dataset = load_source(args.dataset, split=args.split, with_original_mask=True, limit=args.limit,
+                          lisa_texts=args.lisa_texts)
     tokenizer = None
     if args.tokenizer:
         from wise_rl.models import load_processor

@@ -21,13 +21,11 @@ Source kinds (auto-detected from the columns / files; force one with ``kind=``):
 ``reasonseg`` rows ``image`` (original size), ``text``, ``mask`` (H×W nested bools), ``image_id``, ``ann_id``,
     ``img_height``, ``img_width`` (Ricky06662/ReasonSeg_test / _val). ``id = f"{image_id}_{ann_id}"``. A ``text``
     given as a string gives one row; a list gives one row per query with id suffix ``#k`` (k = 0, 1, …).
-``lisa``      a folder of ``NAME.jpg`` + ``NAME.json`` (``text`` list, ``is_sentence``, ``shapes``). The mask is
-    rasterised on the original size exactly in the order of LISA's reference ``get_mask_from_json``: "flag" shapes
-    are skipped, the others are sorted by rasterised area, largest first (``np.argsort(area)[::-1]``), and each is
-    painted (fill + outline) with 255 when ``"ignore"`` is in its label, else 1 — so a small target inside a large
-    ignore region stays target, as in LISA. Polygon vertices are truncated to int, as ``np.int32`` does there;
-    PIL's ``ImageDraw.polygon`` stands in for ``cv2.fillPoly`` + ``cv2.polylines`` and may differ on edge pixels.
-    ``text`` as a list gives rows ``NAME#k``; as a string, one row ``NAME``. ``is_sentence`` is not in the schema.
+``lisa``      a folder of ``NAME.jpg`` + ``NAME.json`` (``text`` list, ``is_sentence``, ``shapes``), read as LISA's
+    evaluation reads it (``wise_rl.data.lisa``): one sample per image with its first text, id ``NAME``
+    (``lisa_texts="all"``: one per text, ids ``NAME#k``); the mask rasterised with OpenCV exactly as LISA's
+    ``get_mask_from_json``; a JSON without target pixels is a no-object sample (``gt_bbox``/``gt_points`` None,
+    empty target). ``is_sentence`` is not in the schema.
 ``schema``    rows already in the sample schema (ShapeWorld ``save_to_disk`` output): validated and passed through;
     rescaled through ``frames`` only when ``model_size`` is given and differs from the rows' own. Extra columns
     (ShapeWorld's ``family``, ``target_index``, ``shape_boxes``) are kept unchanged, or dropped with a warning when
@@ -55,7 +53,6 @@ counted in ``report["renamed_ids"]`` and logged.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
@@ -68,7 +65,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from wise_rl import frames
@@ -148,6 +145,7 @@ def load_source(
     limit: int | None = None,
     kind: str | None = None,
     report: dict | None = None,
+    lisa_texts: str = "first",
 ) -> Dataset:
     """Load ``src`` into a ``datasets.Dataset`` with ``sample_features(with_original_mask)``.
 
@@ -165,6 +163,8 @@ def load_source(
         report: optional dict filled in place with ``source``, ``kind``, ``rows_read`` (source rows / LISA files
             visited), ``rows_out``, ``skipped`` (reason code → count), ``skipped_examples`` (reason code → up to 5
             error messages) and ``renamed_ids`` (duplicate ids made unique).
+        lisa_texts: LISA folders only: ``first`` (LISA's evaluation: one sample per image, its first text, id =
+            the image name) or ``all`` (one sample per text, ids ``NAME#k``).
     """
     if model_size is not None and int(model_size) <= 0:
         raise ValueError(f"model_size must be positive, got {model_size}")
@@ -175,10 +175,16 @@ def load_source(
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)} (or 'shapeworld')")
 
+    if lisa_texts not in ("first", "all"):
+        raise ValueError(f"lisa_texts must be 'first' or 'all', got {lisa_texts!r}")
+
     label, dataset, lisa_dir, base_dir = _resolve(src, split, kind)
     if lisa_dir is not None:
         kind, extras = "lisa", []
-        rows, n_in = _lisa_rows(lisa_dir, model_size or frames.DEFAULT_MODEL_SIZE, with_original_mask, label)
+        from wise_rl.data.lisa import lisa_rows
+
+        rows, n_in = lisa_rows(lisa_dir, model_size or frames.DEFAULT_MODEL_SIZE, with_original_mask, label,
+                               lisa_texts)
     else:
         kind = kind or _detect_kind(dataset, label)
         if kind == "lisa":
@@ -755,23 +761,24 @@ def _schema_row(row: dict, model_size: int | None, with_original_mask: bool, bas
     if image.size != (own, own):
         raise _RowError("image", "image_size_mismatch",
                         f"image is {image.width}×{image.height}, expected model_size² = {own}×{own}")
-    bbox = row["gt_bbox"]
-    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-        raise _RowError("gt_bbox", "bad_value", f"gt_bbox must be [x1, y1, x2, y2], got {bbox!r}")
-    bbox = [_number(v, "gt_bbox") for v in bbox]
-    points = row["gt_points"]
-    if not isinstance(points, (list, tuple)) or len(points) != 2 or any(
-            not isinstance(p, (list, tuple)) or len(p) != 2 for p in points):
-        raise _RowError("gt_points", "bad_value", f"gt_points must be [[x, y], [x, y]], got {points!r}")
-    points = [[_number(v, "gt_points") for v in p] for p in points]
-    _check_box(bbox, points, own, own, "gt_bbox", "gt_points")
+    bbox, points = row["gt_bbox"], row["gt_points"]
     mask = _mask_from_value(row.get("gt_mask"), "gt_mask", base_dir)
-    if mask is not None:
-        if mask.shape != (own, own):
-            raise _RowError("gt_mask", "mask_shape_mismatch",
-                            f"gt_mask is {mask.shape[1]}×{mask.shape[0]}, expected {own}×{own}")
-        if not target_pixels(mask).any():
-            raise _RowError("gt_mask", "empty_mask", "empty mask: no target pixels")
+    if mask is not None and mask.shape != (own, own):
+        raise _RowError("gt_mask", "mask_shape_mismatch",
+                        f"gt_mask is {mask.shape[1]}×{mask.shape[0]}, expected {own}×{own}")
+    if bbox is None and points is None and mask is not None and not target_pixels(mask).any():
+        pass  # a no-object sample (LISA): an empty target, nothing to box
+    else:
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+            raise _RowError("gt_bbox", "bad_value", f"gt_bbox must be [x1, y1, x2, y2], got {bbox!r}")
+        bbox = [_number(v, "gt_bbox") for v in bbox]
+        if not isinstance(points, (list, tuple)) or len(points) != 2 or any(
+                not isinstance(p, (list, tuple)) or len(p) != 2 for p in points):
+            raise _RowError("gt_points", "bad_value", f"gt_points must be [[x, y], [x, y]], got {points!r}")
+        points = [[_number(v, "gt_points") for v in p] for p in points]
+        _check_box(bbox, points, own, own, "gt_bbox", "gt_points")
+        if mask is not None and not target_pixels(mask).any():
+            raise _RowError("gt_mask", "empty_mask", "empty mask: no target pixels (but a gt_bbox)")
     frame = (own, own)
     out = {
         "id": str(row["id"]),
@@ -779,8 +786,8 @@ def _schema_row(row: dict, model_size: int | None, with_original_mask: bool, bas
         "query": query,
         "image_size": [width, height],
         "model_size": size,
-        "gt_bbox": bbox if size == own else frames.bbox_to_model(bbox, frame, size),
-        "gt_points": points if size == own else frames.points_to_model(points, frame, size),
+        "gt_bbox": bbox if size == own or bbox is None else frames.bbox_to_model(bbox, frame, size),
+        "gt_points": points if size == own or points is None else frames.points_to_model(points, frame, size),
         "gt_mask": None if mask is None else _encode_png(frames.mask_to_model(mask, size)),
         "detailed": row.get("detailed"),
         "concise": row.get("concise"),
@@ -798,105 +805,4 @@ def _schema_row(row: dict, model_size: int | None, with_original_mask: bool, bas
     return [out]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# LISA raw folders
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        text = path.read_text(encoding="cp1252")  # as LISA's reference reader falls back
-    return json.loads(text)
-
-
-def _polygon(points: Any) -> list[tuple[int, int]]:
-    """LISA vertices → int pixel coordinates, truncated toward zero as ``np.array(points, dtype=np.int32)``."""
-    try:
-        arr = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise _RowError("shapes", "bad_polygon", f"polygon points are not numbers: {exc}") from exc
-    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0 or not np.isfinite(arr).all():
-        raise _RowError("shapes", "bad_polygon", f"polygon points must be a non-empty list of [x, y], got shape "
-                        f"{arr.shape}")
-    return [(int(x), int(y)) for x, y in arr.astype(np.int32)]
-
-
-def _draw(mask: Image.Image, poly: list[tuple[int, int]], value: int) -> None:
-    draw = ImageDraw.Draw(mask)
-    if len(poly) == 1:
-        draw.point(poly, fill=value)
-    elif len(poly) == 2:
-        draw.line(poly, fill=value, width=1)
-    else:
-        draw.polygon(poly, fill=value, outline=value)
-
-
-def lisa_mask(shapes: Any, width: int, height: int) -> np.ndarray:
-    """Rasterise LISA ``shapes`` on a W×H canvas as LISA's ``get_mask_from_json`` does (see the module doc)."""
-    if not isinstance(shapes, list):
-        raise _RowError("shapes", "bad_polygon", f"shapes must be a list, got {type(shapes).__name__}")
-    polys, areas = [], []
-    for shape in shapes:
-        if not isinstance(shape, dict) or "points" not in shape:
-            raise _RowError("shapes", "bad_polygon", f"a shape must be a dict with 'label' and 'points': {shape!r}")
-        label = str(shape.get("label", ""))
-        if label.lower() == "flag":  # deprecated annotations, skipped by LISA
-            continue
-        poly = _polygon(shape["points"])
-        canvas = Image.new("L", (width, height), 0)
-        _draw(canvas, poly, 1)
-        areas.append(int(np.asarray(canvas, dtype=np.uint8).sum()))
-        polys.append((poly, IGNORE_INDEX if "ignore" in label.lower() else 1))
-    mask = Image.new("L", (width, height), 0)
-    for index in np.argsort(np.asarray(areas, dtype=np.int64))[::-1]:
-        poly, value = polys[int(index)]
-        _draw(mask, poly, value)
-    return np.asarray(mask, dtype=np.uint8)
-
-
-def _lisa_rows(folder: Path, model_size: int, with_original_mask: bool, label: str) -> tuple[Iterator, int]:
-    files = sorted(p for p in folder.glob("*.json") if p.name not in _META_FILES)
-
-    def generate():
-        for index, js in enumerate(files):
-            name = js.stem
-            try:
-                yield _lisa_file(js, model_size, with_original_mask)
-            except _RowError as err:
-                yield DataError(label, index, err.column, err.reason, code=err.code, kind="lisa", row_id=name)
-
-    return generate(), len(files)
-
-
-def _lisa_file(js: Path, size: int, with_original_mask: bool) -> list:
-    try:
-        anno = _read_json(js)
-    except (OSError, ValueError) as exc:
-        raise _RowError("json", "unreadable_json", f"cannot read {js.name}: {exc}") from exc
-    if not isinstance(anno, dict):
-        raise _RowError("json", "unreadable_json", f"{js.name} must hold a JSON object")
-    for column in ("text", "shapes"):
-        if column not in anno:
-            raise _RowError(column, "missing_column", f"{js.name} has no {column!r}")
-    queries = _queries(anno["text"], "text")
-    image_path = next((js.with_suffix(s) for s in _IMAGE_SUFFIXES if js.with_suffix(s).exists()), None)
-    if image_path is None:
-        raise _RowError("image", "unreadable_image", f"no image {js.stem}.jpg/.png beside {js.name}")
-    image, raw, fmt = _open_image(str(image_path), "image", None)
-    width, height = image.size
-    mask = lisa_mask(anno["shapes"], width, height)
-    truth = _mask_ground_truth(mask, width, height, size, "shapes")
-    model_image = _model_image(image, raw, fmt, size)
-    original = _encode_png(mask) if with_original_mask else None
-    rows = []
-    for suffix, query in queries:
-        out = {"id": js.stem + suffix, "image": model_image, "query": query, "image_size": [width, height],
-               "model_size": size, **truth, "detailed": None, "concise": None, "source": "lisa"}
-        if with_original_mask:
-            out["original_mask"] = original
-        rows.append(out)
-    return rows
-
-
-__all__ = ["DataError", "KINDS", "REQUIRED_COLUMNS", "lisa_mask", "load_source"]
+__all__ = ["DataError", "KINDS", "REQUIRED_COLUMNS", "load_source"]
