@@ -192,3 +192,16 @@ def test_score_defaults_to_the_rows_own_model_frame_and_warns_on_a_mismatch(tmp_
         m840, _ = _score(tmp_path, data, preds, "--frame", "840")
     assert "model_size" in m840["frame_warning"] and "--frame 840" in caplog.text
     assert m840["gIoU"] < 0.2
+
+
+def test_score_counts_unusable_numbers_as_answer_schema_failures(tmp_path, reasonseg_parquet):
+    """A 400-digit int (beyond float) and a 5,000-digit one (beyond int()'s limit) are counted failures."""
+    def huge(digits):  # written as text: the JSON line holds the digits inside the completion string
+        return _completion([140, 105, 406, 504]).replace("504]", "9" * digits + "]")
+
+    preds = _write_preds(tmp_path / "preds.jsonl", [("img1_0", huge(400)), ("img1_1", huge(5000)),
+                                                    ("img2_0", _completion([140, 105, 406, 504]))])
+    m, recs = _score(tmp_path, reasonseg_parquet, preds)
+    assert recs["img1_0"]["failure"] == recs["img1_1"]["failure"] == "answer_schema"
+    assert recs["img1_0"]["format_ok"] is True and recs["img1_0"]["union"] == 400
+    assert m["n"] == 3 and m["failures"] == {"answer_schema": 2} and m["gIoU"] == pytest.approx(1 / 3)
