@@ -156,3 +156,13 @@ def test_exif_oriented_image_and_its_polygons_agree(tmp_path):
     assert original.shape == (60, 30) and original[30:].all() and not original[:30].any()
     bottom = np.asarray(row["image"])[50, 30]
     assert bottom[2] > 150 and bottom[0] < 60  # the model image is the shown one (blue at the bottom)
+
+
+def test_training_reads_every_text_and_sft_skips_no_object_samples(folder, caplog):
+    from wise_rl import training
+
+    ds = training.load_training_dataset(training.WiseScriptArguments(dataset=str(folder)))
+    assert ds["id"] == ["a#0", "a#1", "a#2", "b#0", "c#0", "d#0"]
+    with caplog.at_level("WARNING"):
+        rows = training.sft_rows(ds, "answer-only", "answer")
+    assert len(rows) == 4 and "skipping 2 of 6 rows without gt_bbox" in caplog.text

@@ -205,3 +205,12 @@ def test_score_counts_unusable_numbers_as_answer_schema_failures(tmp_path, reaso
     assert recs["img1_0"]["failure"] == recs["img1_1"]["failure"] == "answer_schema"
     assert recs["img1_0"]["format_ok"] is True and recs["img1_0"]["union"] == 400
     assert m["n"] == 3 and m["failures"] == {"answer_schema": 2} and m["gIoU"] == pytest.approx(1 / 3)
+
+
+def test_a_prediction_line_with_a_number_past_the_digit_limit_is_an_error_naming_the_line(tmp_path):
+    from wise_rl import evaluate
+
+    path = tmp_path / "preds.jsonl"
+    path.write_text('{"id": "a", "completion": "x"}\n{"id": ' + "9" * 5000 + ', "completion": "x"}\n')
+    with pytest.raises(evaluate.EvalError, match="line 2: not JSON"):
+        evaluate.read_predictions(path)

@@ -689,8 +689,8 @@ def read_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EvalError(f"{path}, line {k}: not JSON ({exc})") from None
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, or a number past int()'s digit limit
+                raise EvalError(f"{path}, line {k}: not JSON ({str(exc)[:200]})") from None
             if not isinstance(obj, dict) or "id" not in obj or "completion" not in obj:
                 raise EvalError(f"{path}, line {k}: expected an object with 'id' and 'completion'")
             rid = str(obj["id"])

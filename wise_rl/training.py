@@ -523,6 +523,7 @@ def load_training_dataset(script_args: WiseScriptArguments):
     ds = load_source(
         spec, split=script_args.dataset_split, model_size=script_args.model_size,
         skip_invalid=script_args.skip_invalid, limit=script_args.dataset_limit,
+        lisa_texts="all",  # LISA folders: every text is a training query (evaluation keeps the first)
     )
     if len(ds) == 0:
         raise ConfigError(f"dataset: {spec!r} (split {script_args.dataset_split!r}) has no rows")
@@ -547,7 +548,8 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding
     ``verbose``) raises a ``ValueError`` naming its id: build rationales first with ``wise-rl build-sft``.
     ``prompt_template`` may be a comma-separated list: row ``i`` gets template ``i mod len(list)``.
     ``grounding_share`` of the rows (:func:`is_grounding_row`) get the ``answer-only`` prompt and the answer block
-    alone instead.
+    alone instead. Rows without ``gt_bbox`` (LISA's no-object samples) have nothing to answer: skipped, with a
+    logged count.
     """
     if not 0 <= grounding_share < 1:
         raise ValueError(f"grounding_share must be in [0, 1), got {grounding_share}")
@@ -591,6 +593,11 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding
         kw = dict(zip(inputs, cols))
         return convert(index, kw["id"], kw["query"], kw["gt_bbox"], kw["gt_points"], kw.get("concise"), kw.get("detailed"))
 
+    no_object = [i for i, box in enumerate(dataset["gt_bbox"]) if box is None]
+    if no_object:  # LISA's no-object samples: an empty target, nothing to answer — a counted skip
+        logger.warning("SFT: skipping %d of %d rows without gt_bbox (no-object samples: empty target)",
+                       len(no_object), len(dataset))
+        dataset = dataset.select(sorted(set(range(len(dataset))) - set(no_object)))
     drop = [c for c in dataset.column_names if c != "image"]
     return dataset.map(fn, input_columns=inputs, remove_columns=drop, with_indices=True, desc="SFT rows")
 
