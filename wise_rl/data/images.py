@@ -14,6 +14,10 @@ and returns an 8-bit RGB PIL image, fully decoded:
   a 16-bit PNG looks the same as its 8-bit version; values outside 0..65535 are clipped); 32-bit float (``F``) as
   intensities in 0..1 when its maximum is ≤ 1, else in 0..255 (clipped).
 
+The loaders read cells through :func:`source_bytes` and convert through :func:`load_image`; they open the bytes
+themselves only to check, without decoding every pixel, an image they pass through unchanged (already RGB,
+nothing to orient).
+
 Errors: :class:`ImageError` (a ``ValueError``) naming the source when it is not an image, is truncated or corrupt.
 """
 
@@ -32,14 +36,20 @@ ORIENTATION_TAG = 0x0112
 
 
 class ImageError(ValueError):
-    """An image source that cannot be read (what and why in the message)."""
+    """An image source that cannot be read (what and why in the message). ``code``: ``missing_value`` (no image
+    given) or ``unreadable_image``."""
+
+    def __init__(self, message: str, code: str = "unreadable_image"):
+        super().__init__(message)
+        self.code = code
 
 
-def open_image(src: Any) -> Image.Image:
-    """The decoded PIL image of ``src`` as stored (no orientation, mode unchanged). Raises :class:`ImageError`."""
-    if isinstance(src, Image.Image):
-        return src
+def source_bytes(src: Any, base_dir: str | os.PathLike | None = None) -> tuple[bytes, str | None]:
+    """(encoded bytes, path or None) of a path, bytes or ``{"bytes", "path"}`` cell; a relative path that does not
+    exist is looked up under ``base_dir``. Raises :class:`ImageError`."""
     raw, path = None, None
+    if src is None:
+        raise ImageError("missing image", code="missing_value")
     if isinstance(src, dict):
         raw, path = src.get("bytes"), src.get("path")
     elif isinstance(src, (bytes, bytearray)):
@@ -48,14 +58,25 @@ def open_image(src: Any) -> Image.Image:
         path = src
     else:
         raise ImageError(f"unsupported image value of type {type(src).__name__}")
-    if raw is None:
-        if not path:
-            raise ImageError("image has neither bytes nor path")
-        try:
-            raw = Path(path).expanduser().read_bytes()
-        except OSError as exc:
-            raise ImageError(f"cannot read image file {str(path)!r}: {exc}") from exc
-    where = f"file {str(path)!r}" if path else f"{len(raw)} bytes"
+    if raw is not None:
+        return bytes(raw), None if path is None else str(path)
+    if not path:
+        raise ImageError("image has neither bytes nor path", code="missing_value")
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base_dir is not None and not p.exists():
+        p = Path(base_dir) / p
+    try:
+        return p.read_bytes(), str(path)
+    except OSError as exc:
+        raise ImageError(f"cannot read image file {str(path)!r}: {exc}") from exc
+
+
+def open_image(src: Any) -> Image.Image:
+    """The decoded PIL image of ``src`` as stored (no orientation, mode unchanged). Raises :class:`ImageError`."""
+    if isinstance(src, Image.Image):
+        return src
+    raw, path = source_bytes(src)
+    where = f"file {path!r}" if path else f"{len(raw)} bytes"
     try:
         image = Image.open(io.BytesIO(raw))
         image.load()

@@ -70,7 +70,7 @@ from tqdm.auto import tqdm
 
 from wise_rl import frames
 from wise_rl.data.geometry import inscribed_circle_points, mask_bbox, target_pixels
-from wise_rl.data.images import ImageError, load_image, needs_conversion
+from wise_rl.data.images import ImageError, load_image, needs_conversion, source_bytes
 from wise_rl.data.schema import IGNORE_INDEX, as_mask_array, sample_features
 
 logger = logging.getLogger(__name__)
@@ -537,29 +537,12 @@ def _open_image(value: Any, column: str, base_dir: Path | None, passthrough_size
     a JPEG is decoded at 1/8 scale (``draft``: every entropy-coded block is still read), anything else through
     ``verify()`` (PNG chunk CRCs).
     """
-    if value is None:
-        raise _RowError(column, "missing_value", "missing image")
     if isinstance(value, Image.Image):
         return (load_image(value) if as_shown else value), None, value.format
-    raw, path = None, None
-    if isinstance(value, dict):
-        raw, path = value.get("bytes"), value.get("path")
-    elif isinstance(value, (bytes, bytearray)):
-        raw = bytes(value)
-    elif isinstance(value, (str, os.PathLike)):
-        path = value
-    else:
-        raise _RowError(column, "unreadable_image", f"unsupported image value of type {type(value).__name__}")
-    if raw is None:
-        if not path:
-            raise _RowError(column, "missing_value", "image has neither bytes nor path")
-        p = Path(path).expanduser()
-        if not p.is_absolute() and base_dir is not None and not p.exists():
-            p = base_dir / p
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise _RowError(column, "unreadable_image", f"cannot read image file {str(path)!r}: {exc}") from exc
+    try:
+        raw, path = source_bytes(value, base_dir)
+    except ImageError as exc:
+        raise _RowError(column, exc.code, str(exc)) from exc
     try:
         image = Image.open(io.BytesIO(raw))
         fmt = image.format
