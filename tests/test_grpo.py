@@ -138,3 +138,28 @@ def test_a_reward_none_for_a_whole_batch_says_so_once(caplog):
             assert reward(prompts=["q", "q"], completions=[completion] * 2, gt_bbox=[[0, 0, 9, 9]] * 2) == [None] * 2
     said = [r.getMessage() for r in caplog.records if "mask_iou" in r.getMessage()]
     assert len(said) == 1 and "gt_mask" in said[0]
+
+
+def test_grpo_recipe_on_data_without_masks_stops_before_training(tiny_model_dir, tmp_path):
+    """refCOCOg_2k_840-like rows (no gt_mask) with self_distillation gated on mask_iou: the recipe refuses before
+    the trainer is built, naming the reward and the column (it used to train with rewards/…/mean None)."""
+    from datasets import Dataset, Features, Value
+    from datasets import Image as ImageFeature
+    from PIL import Image
+
+    rows = {"id": ["r1", "r2"], "problem": ["the dog", "the cup"],
+            "solution": ["<box>(84,168),(419,671)</box><points>(200,400),(300,500)</points>"] * 2,
+            "image": [Image.new("RGB", (840, 840), (10, 200, 10))] * 2, "img_height": [210, 210],
+            "img_width": [420, 420]}
+    features = Features({"id": Value("string"), "problem": Value("string"), "solution": Value("string"),
+                         "image": ImageFeature(), "img_height": Value("int64"), "img_width": Value("int64")})
+    data = tmp_path / "refcocog.parquet"
+    Dataset.from_dict(rows, features=features).to_parquet(str(data))
+    grpo = training.load_recipe("grpo")
+    argv = grpo_argv(tiny_model_dir, data, tmp_path / "out", "--max_steps", "1", "--model_size", "112",
+                     "--reward_funcs", "format", "self_distillation",
+                     "--reward_options", '{"self_distillation": {"gate": "mask_iou"}}')
+    argv[argv.index("--dataset_split") + 1] = "train"
+    with pytest.raises(training.ConfigError, match="self_distillation.*'gt_mask'"):
+        grpo.main(*training.parse_grpo_args(argv))
+    assert not (tmp_path / "out" / "trainer_state.json").exists()

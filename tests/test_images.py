@@ -98,3 +98,25 @@ def test_unreadable_sources_name_what_is_wrong(tmp_path):
         load_image(tmp_path / "missing.png")
     with pytest.raises(ImageError, match="unreadable image"):
         load_image(oriented_jpeg()[:200])
+
+
+def test_the_loaders_read_images_as_shown(tmp_path):
+    """A LISA folder holding a 16-bit grayscale PNG and an RGBA PNG: the model images are the viewer's RGB."""
+    import json
+
+    from wise_rl.data.loaders import load_source
+
+    folder = tmp_path / "lisa"
+    folder.mkdir()
+    Image.fromarray(np.full((30, 40), 257 * 40, dtype=np.uint16)).save(folder / "gray16.png")
+    rgba = np.zeros((30, 40, 4), dtype=np.uint8)
+    rgba[:, :20] = (0, 0, 0, 255)  # left: opaque black; right: fully transparent black → white
+    Image.fromarray(rgba, mode="RGBA").save(folder / "alpha.png")
+    shapes = [{"label": "t", "points": [[2, 2], [10, 2], [10, 10], [2, 10]]}]
+    for name in ("gray16", "alpha"):
+        (folder / f"{name}.json").write_text(json.dumps({"text": ["q"], "shapes": shapes}))
+    ds = load_source(folder, model_size=40)
+    by_id = {r["id"]: np.asarray(r["image"].convert("RGB")) for r in ds}
+    assert ds[0]["image"].mode == "RGB"
+    assert abs(int(by_id["gray16"][15, 20, 0]) - 40) <= 1
+    assert by_id["alpha"][15, 5].max() <= 2 and by_id["alpha"][15, 35].min() >= 253

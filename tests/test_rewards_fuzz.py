@@ -184,3 +184,45 @@ def test_unusable_numbers_make_the_answer_invalid_and_leave_the_format_judged():
             assert value == expected, (label, name, value)
     # A usable exponent and a 64-character literal still read as numbers.
     assert get_reward("answer_schema")(completions=[_answer_with("4.5e1"), _answer_with("4" * 64)]) == [1.0, 1.0]
+
+
+def _literal():
+    """Number literals model text can hold: huge ints, long fractions, exponents of any size, NaN/Infinity."""
+    digits = st.builds(lambda d, n: d * n, st.sampled_from(["9", "1", "0"]), st.integers(1, 6000))
+    exponent = st.builds(lambda m, e: f"{m}e{e}", st.integers(-99, 99), st.integers(-100_000, 100_000))
+    fraction = st.builds(lambda a, n: f"{a}." + "3" * n, st.integers(-5, 900), st.integers(1, 400))
+    constant = st.sampled_from(["NaN", "Infinity", "-Infinity", "-0", "1E400", "-1e-400"])
+    nested = st.builds(lambda k: "[" * k + "1" + "]" * k, st.integers(1, 5000))
+    return st.one_of(digits, st.builds(lambda s: "-" + s, digits), exponent, fraction, constant, nested,
+                     st.integers(-1000, 1000).map(str))
+
+
+def test_fuzz_the_eval_path_never_raises_on_model_numbers():
+    """Every prompt's parser and the scorer of eval/score, on answers made of hostile number literals."""
+    from wise_rl import evaluate, formats
+    from wise_rl.masks import BoxDecoder
+
+    gt = np.zeros((20, 30), np.uint8)
+    gt[5:10, 5:15] = 1
+    row = {"id": "r", "image_size": [30, 20], "model_size": 112, "original_mask": gt}
+    decoder = BoxDecoder()
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(values=st.lists(_literal(), min_size=8, max_size=8),
+           prompt=st.sampled_from(sorted(formats.PROMPT_SPECS)))
+    def check(values, prompt):
+        v = values
+        answer = (f'{{"bbox": [{v[0]}, {v[1]}, {v[2]}, {v[3]}], "points_1": [{v[4]}, {v[5]}], '
+                  f'"points_2": [{v[6]}, {v[7]}]}}')
+        spec = formats.PROMPT_SPECS[prompt]["layout"]
+        text = f"<answer>{answer}</answer>" if spec == "answer-only" else \
+            f"<think>x</think><answer>{answer}</answer><d_think>y</d_think>"
+        parsed = formats.parse_for_prompt(text, prompt)
+        if parsed.answer is not None:
+            assert all(math.isfinite(x) for xs in parsed.answer.values() for x in xs)
+        rec = evaluate.score_completion(text, row, prompt, decoder, gt=(gt, "original_mask"))
+        assert 0.0 <= rec["iou"] <= 1.0
+        assert (rec["failure"] is None) == (parsed.answer is not None)
+
+    check()
