@@ -182,9 +182,12 @@ def build_explored(ds, model_path, k: int = 4, tau: float = 0.5, temperature: fl
 
     embedder = _embedder(embedding_model)
     kept, detailed, concise, ious = [], [], [], []
-    skipped = 0
+    skipped = no_object = 0
     for i in tqdm(range(len(ds)), desc="explore", unit="row"):
         row = ds[i]
+        if row["gt_bbox"] is None:  # a LISA no-object sample: no box to match explorations against
+            no_object += 1
+            continue
         text, iou = best_exploration(sampler(row), row["gt_bbox"], tau)
         ious.append(iou)
         if text is None:
@@ -193,12 +196,16 @@ def build_explored(ds, model_path, k: int = 4, tau: float = 0.5, temperature: fl
         kept.append(i)
         detailed.append(text)
         concise.append(compress_rationale(text, embedder.encode, budget, max_sentences, processor.tokenizer))
-    info = {"mode": "explore", "rows": len(ds), "kept": len(kept), "skipped_below_tau": skipped, "k": k,
+    info = {"mode": "explore", "rows": len(ds), "kept": len(kept), "skipped_below_tau": skipped,
+            "skipped_no_object": no_object, "k": k,
             "tau": tau, "mean_best_iou": float(np.mean(ious)) if ious else 0.0}
     if report is not None:
         report.update(info)
     if skipped:
         logger.warning("explore: %d of %d rows had no sample with IoU ≥ %.2f and were dropped", skipped, len(ds), tau)
+    if no_object:
+        logger.warning("explore: %d of %d rows are no-object samples (no gt_bbox) and were skipped", no_object,
+                       len(ds))
     if not kept:
         raise ValueError(f"explore: no row reached IoU ≥ {tau} in {k} samples; lower --tau or raise --k")
     return _with_rationales(ds.select(kept), detailed, concise)
@@ -214,7 +221,7 @@ def build_sft_dataset(mode: str, source: Any, out, split: str | None = None, lim
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"--out {out} is not empty; pass --overwrite")
-    ds = load_source(source, split=split, model_size=model_size, limit=limit)
+    ds = load_source(source, split=split, model_size=model_size, limit=limit, lisa_texts="all")  # every text
     report: dict[str, Any] = {"source": str(source), "split": split}
     if mode == "compress":
         built = build_compressed(ds, overwrite=options.pop("overwrite_concise", False), report=report, **options)
