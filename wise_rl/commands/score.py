@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         frame=frame, protocol=args.protocol, tokenizer=tokenizer, strict_format=args.strict_format,
         progress=not args.quiet, dataset_name=str(args.dataset),
     )
+    result["settings"]["lisa_texts"] = args.lisa_texts
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=evaluate._json_default) + "\n", encoding="utf-8")
