@@ -548,6 +548,8 @@ def base_metrics(run: Run) -> dict[str, Any]:
             out["naming"] = {k: v for k, v in card["naming"].items() if k != "examples"}
         if card.get("vision_probe"):
             out["vision_probe"] = dict(card["vision_probe"])
+        if card.get("metrics_by_family"):
+            out["by_family"] = card["metrics_by_family"]
         return out
     if run.profile.base_eval_n and (run.eval_dir("base") / "metrics.json").is_file():
         from wise_rl.evaluate import load_metrics
@@ -742,6 +744,11 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"{_pct(probe['colour_majority'])} %) and its kind {_pct(probe['kind_acc'])} % (most frequent kind "
             f"{_pct(probe['kind_majority'])} %).", "",
         ]
+    families = report["base"].get("by_family")
+    if families:
+        lines += ["The base's box acc@0.5 per query family (its card) beside boxing a random shape: " + "; ".join(
+            f"{name} {_pct(f['box_acc50'])} % ({_pct(f['random_shape_acc50'])} %)" for name, f in families.items())
+            + ".", ""]
     lines += [
         "## Targets", "", "| target | value | threshold | pass |", "|---|---|---|---|",
     ]
