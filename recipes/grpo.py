@@ -81,4 +81,4 @@ def build_trainer(script_args, training_args, model_args):
 
 
 if __name__ == "__main__":
-    main(*training.parse_grpo_args())
+    sys.exit(training.run_from_command_line(main, training.parse_grpo_args, "recipes/grpo.py"))

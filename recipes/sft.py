@@ -72,4 +72,4 @@ def main(script_args, training_args, model_args) -> dict:
 
 
 if __name__ == "__main__":
-    main(*training.parse_sft_args())
+    sys.exit(training.run_from_command_line(main, training.parse_sft_args, "recipes/sft.py"))

@@ -11,7 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from wise_rl import formats, metrics
+from wise_rl import formats
+from wise_rl.commands import PROTOCOLS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=1024)
     parser.add_argument("--limit", type=int, default=None, help="first N samples of the source only")
     parser.add_argument("--shard", default=None, help="i/n: evaluate the i-th of n contiguous shards")
-    parser.add_argument("--protocol", default="lisa", choices=metrics.PROTOCOLS,
+    parser.add_argument("--protocol", default="lisa", choices=PROTOCOLS,
                         help="metric protocol of metrics.json (the other is reported beside it)")
     parser.add_argument("--strict-format", action="store_true",
                         help="count a completion that misses the prompt's layout as failed even if its answer "
