@@ -24,7 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout too
 
-from wise_rl import formats, training  # noqa: E402
+from wise_rl import formats, model_info, training  # noqa: E402
 
 logger = logging.getLogger("recipes.grpo")
 
@@ -36,6 +36,9 @@ def main(script_args, training_args, model_args) -> dict:
     training.maybe_init_cpu_deepspeed()
     trainer, processor, train_rows = build_trainer(script_args, training_args, model_args)
     training.apply_freezing(trainer.model, script_args)
+    if trainer.accelerator.is_main_process:  # how to prompt the result: read by wise-rl eval / infer
+        model_info.write(training_args.output_dir, model_info.training_record(
+            [script_args.prompt_template or "wise-train"], script_args.algorithm))
 
     # ---- train (resuming when a complete checkpoint exists) and save
     return training.train_and_save(trainer, processor, script_args, training_args, train_rows)

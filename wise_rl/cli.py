@@ -64,14 +64,18 @@ USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsErr
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    """USER_ERRORS plus the project's own user-facing errors. Resolved only once an error is raised: the data
-    loaders' ``DataError`` lives in a module that imports ``datasets``, which ``--help`` must not pay for."""
+    """USER_ERRORS plus the project's own user-facing errors. Resolved only once an error is raised: the loaders'
+    ``DataError`` and the eval's ``EvalError`` live in modules that import ``datasets``, which ``--help`` must not
+    pay for."""
     from wise_rl.errors import ConfigError, UsageError
 
     types: list[type[BaseException]] = [*USER_ERRORS, ConfigError, UsageError]
-    loaders = sys.modules.get("wise_rl.data.loaders")  # a DataError can only come from a loaded module
+    loaders = sys.modules.get("wise_rl.data.loaders")  # these can only come from modules already loaded
     if loaders is not None:
         types.append(loaders.DataError)
+    evaluate = sys.modules.get("wise_rl.evaluate")
+    if evaluate is not None:
+        types.append(evaluate.EvalError)
     return tuple(types)
 
 

@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder")
     parser.add_argument("--image", required=True, help="image file")
     parser.add_argument("--query", required=True, help="what to find")
-    parser.add_argument("--prompt", default="wise-s", choices=sorted(formats.PROMPT_SPECS),
-                        help="prompt template (default: wise-s)")
+    parser.add_argument("--prompt", default=None, choices=sorted(formats.PROMPT_SPECS),
+                        help="prompt template (default: the one the model's wise_rl.json records for infer, else "
+                             "wise-s)")
     parser.add_argument("--mask-decoder", default="box", choices=("box", "sam2"))
     parser.add_argument("--sam2", default=None, help="SAM2 model folder for --mask-decoder sam2")
     parser.add_argument("--max-new-tokens", type=int, default=1024)
@@ -55,9 +56,11 @@ def infer(model_dir, image_path, query: str, prompt: str = "wise-s", mask_decode
 
 
 def run(args: argparse.Namespace) -> int:
+    from wise_rl import model_info
     from wise_rl.overlay import draw_overlay
 
-    result = infer(args.model, args.image, args.query, prompt=args.prompt, mask_decoder=args.mask_decoder,
+    prompt = model_info.prompt_for_command(args.model, args.prompt, "infer")
+    result = infer(args.model, args.image, args.query, prompt=prompt, mask_decoder=args.mask_decoder,
                    sam2=args.sam2, max_new_tokens=args.max_new_tokens, model_size=args.model_size)
     print(f"concise: {result['concise']}")
     if result["answer"] is None:
