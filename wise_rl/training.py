@@ -32,6 +32,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,9 @@ class WiseScriptArguments:
     )
     sample_log_every: int = field(
         default=0,
-        metadata={"help": "Every N optimizer steps write sample completions to output_dir/samples.jsonl "
-                  "(SFT: greedy generations on fixed training prompts; GRPO: TRL's log_completions). 0 = off."},
+        metadata={"help": "Every N optimizer steps write sample completions to output_dir/samples.jsonl and the log "
+                  "(SFT: greedy generations on fixed training prompts; GRPO: completions with their rewards, from "
+                  "TRL's log_completions parquet files, without TRL's console table). 0 = off."},
     )
     sample_log_count: int = field(default=2, metadata={"help": "How many samples to log each time."})
 
@@ -819,7 +821,7 @@ class SampleCompletionsCallback(_trainer_callback_base()):
                 for rec in records:
                     f.write(json.dumps(rec) + "\n")
             for rec in records:
-                logger.info("step %d sample %s: %s", rec["step"], rec["id"], rec["completion"][:300])
+                logger.info("step %d sample %s: %s", rec["step"], rec["id"], " ".join(rec["completion"].split())[:200])
 
 
 def sample_rows(dataset, count: int) -> list[dict]:
@@ -833,16 +835,27 @@ def sample_rows(dataset, count: int) -> list[dict]:
 
 
 def configure_logging(training_args) -> None:
-    """Python / transformers / datasets log levels from ``log_level`` (main process) like open-r1."""
+    """Python / transformers / datasets log levels from ``log_level`` (main process) like open-r1.
+
+    The recipe's own news (what is trained, trainable parameters, resuming from …, model saved to …) is INFO from
+    this project's loggers: at the default ``log_level: passive`` the main process shows it and the libraries stay
+    at their default (warnings); other processes show warnings only, so each line appears once."""
     import datasets
     import transformers
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     level = training_args.get_process_log_level()
-    logger.setLevel(level)
-    logging.getLogger("wise_rl").setLevel(level)
+    own = level
+    if training_args.log_level == "passive" and training_args.should_log:
+        own = logging.INFO
+    for name in ("wise_rl", "recipes", "rewards"):
+        logging.getLogger(name).setLevel(own)
+    logger.setLevel(own)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
+    # Deprecation notices raised from inside the libraries' training step (TRL asks for a renamed attribute at every
+    # step): shown once, not once per step.
+    warnings.filterwarnings("once", category=FutureWarning, module=r"(transformers|trl|accelerate|peft)\.")
 
 
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")  # Qwen2(.5)-VL, LLaVA-likes, Idefics/SigLIP-likes
