@@ -60,6 +60,15 @@ def test_infer_rescales_the_answer_and_draws_the_mask(tmp_path, tiny_model_dir, 
     assert tuple(arr[45 * 8 + 4, 150 * 8 + 4]) == (0, 0, 0)  # outside: untouched
 
 
+def test_plain_names_for_plot_titles():
+    from wise_rl.report import plain_name
+
+    assert plain_name("rewards/bbox_iou/mean") == "box IoU with the ground truth"
+    assert plain_name("completions/think_tokens") == "concise (<think>) tokens"
+    assert plain_name("rewards/my_reward/mean") == "my reward"  # a plug-in: its name, readable
+    assert plain_name("kl") == "kl"
+
+
 def test_render_result_enlarges_and_puts_the_ground_truth_beside(tmp_path):
     from wise_rl.overlay import GROUND_TRUTH_COLOUR, PREDICTION_COLOUR, render_result, scale_factor
 
@@ -114,10 +123,15 @@ def test_report_writes_pngs_and_markdown(tmp_path, capsys):
             "think_tokens_mean": think, "think_tokens_median": think, "completion_tokens_mean": think + 30,
             "latency_mean_s": 0.01 * think, "samples_per_s": 100 / think, "settings": {"prompt": name},
         }))
+    # a verbose run whose format broke: no <think> block anywhere, its think cost was not measured
+    (evals / "broken").mkdir()
+    (evals / "broken" / "metrics.json").write_text(json.dumps({
+        "protocol": "lisa", "n": 16, "n_failed": 16, "gIoU": 0.0, "cIoU": 0.0, "acc50": 0.0, "think_tokens_n": 0,
+        "think_tokens_mean": None, "settings": {"prompt": "verbose"}}))
     out = tmp_path / "report"
     assert main(["report", str(run), str(sft), str(evals), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "2 training run(s), 3 eval run(s)" in printed
+    assert "2 training run(s), 4 eval run(s)" in printed
     for name in ("rewards.png", "lengths.png", "loss.png", "eval_cost_accuracy.png"):
         with Image.open(out / name) as im:
             assert im.format == "PNG" and im.size[0] > 300
@@ -125,5 +139,6 @@ def test_report_writes_pngs_and_markdown(tmp_path, capsys):
     assert "| grpo | 10 |" in md  # the last checkpoint's log was read
     assert "format_reward=1.000" in md and "| evals/wise-s | wise-s | 16 | 1 | 40.00 |" in md
     assert "![rewards](rewards.png)" in md
+    assert "– / – (not measured: no <think> block in any of the 16 samples)" in md
     with pytest.raises(FileNotFoundError, match="no trainer_state.json"):
         main(["report", str(tmp_path / "report")])
