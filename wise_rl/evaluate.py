@@ -482,13 +482,13 @@ def compare_table(this: dict[str, Any], other: dict[str, Any], this_name: str = 
                      _fmt(other.get(key), digits=4 if "latency" in key else 2), ratio(this.get(key), other.get(key))))
     rows.append(("n / n_failed", f"{this.get('n')} / {this.get('n_failed')}",
                  f"{other.get('n')} / {other.get('n_failed')}", ""))
-    for name, m in ((this_name, this), (other_name, other)):
-        note = think_cost_note(m)
-        if note:
-            rows.append((f"think tokens of {name}", note, "", ""))
     widths = [max(len(str(r[c])) for r in rows) for c in range(4)]
     lines = ["  ".join(f"{str(v):<{w}}" for v, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for name, m in ((this_name, this), (other_name, other)):  # a ratio over unmeasured samples says so
+        note = think_cost_note(m)
+        if note:
+            lines.append(f"note: think tokens of {name} {note}")
     return "\n".join(lines)
 
 
