@@ -621,6 +621,10 @@ def run_eval(
     todo = [b for b in batches if any(ids[k] not in done for k in b)]
     if done:
         logger.info("resuming: %d of %d samples already done", len(done), len(work))
+    if todo and progress:  # the bar moves once per batch: say what the first one costs at most
+        logger.info("%d samples in batches of %d, up to %d new tokens each (--max-new-tokens); the bar moves "
+                    "after each batch", sum(ids[k] not in done for k in work), config.batch_size,
+                    config.max_new_tokens)
     with open(samples_path, "a", encoding="utf-8") as fh, tqdm(
         total=len(work), initial=len(work) - sum(ids[k] not in done for k in work), desc=f"eval {config.prompt}",
         unit="sample", disable=not progress,
@@ -642,6 +646,9 @@ def run_eval(
                 bar.update(1)
             fh.flush()
             os.fsync(fh.fileno())
+            gen_tokens, gen_s = sum(g.completion_tokens for g in gens), sum(g.latency_s for g in gens)
+            bar.set_postfix_str(f"{gen_tokens / max(gen_s, 1e-9):.0f} tok/s, "
+                                f"{gen_tokens / len(gens):.0f} tok/sample (max {config.max_new_tokens})")
 
     records = [done[i] for i in work_ids]
     result = run_metrics(records, work_ids, config.protocol, settings)

@@ -608,6 +608,11 @@ def maybe_init_cpu_deepspeed() -> None:
     if dist.is_available() and not dist.is_initialized():
         import deepspeed
 
+        cache = Path(os.environ.get("TORCH_EXTENSIONS_DIR", Path.home() / ".cache" / "torch_extensions"))
+        if not any(cache.glob("**/cpu_adam*")):  # nothing built yet: the next minutes are a compiler, not a hang
+            logger.info("DeepSpeed on CPU: the first launch compiles DeepSpeed's CPU ops (2-3 minutes on a small "
+                        "machine, no output meanwhile); the build is cached in %s for later launches", cache)
+
         deepspeed.init_distributed(dist_backend="gloo")
 
 
