@@ -63,3 +63,14 @@ def test_rewards_verb_lists_the_registry(capsys):
     assert cli.main(["rewards"]) == 0
     table = capsys.readouterr().out
     assert "* self_distillation" in table and "reward_funcs" in table
+
+
+def test_a_bad_predictions_line_is_one_line(monkeypatch, capsys, tmp_path, shapeworld_dir):
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"id": "a", "completion": "x"}\nnot json\n')
+    monkeypatch.setattr(sys, "argv", ["wise-rl", "score", "--dataset", str(shapeworld_dir), "--split", "test",
+                                      "--predictions", str(preds), "--out", str(tmp_path / "m.json"), "--quiet"])
+    monkeypatch.delenv("WISE_RL_TRACEBACK", raising=False)
+    assert cli.entry() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("wise-rl score: error: ") and "line 2: not JSON" in err[0]

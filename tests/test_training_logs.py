@@ -59,3 +59,27 @@ def test_zero_spread_warns_once_after_patience(caplog):
             cb.on_log(args, state, None, logs={"frac_reward_zero_std": 1.0, "loss": 0.0})
     assert caplog.text.count("identical rewards") == 1
     assert "step 6: for 3 logged steps every group of 4 completions" in caplog.text
+
+
+def test_recipe_news_shows_at_the_default_log_level_on_the_main_process_only(tmp_path):
+    import logging
+
+    from trl import SFTConfig
+
+    from wise_rl import training
+
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], activation_checkpointing=False)
+    assert args.log_level == "passive"  # TRL's default
+    training.configure_logging(args)
+    assert logging.getLogger("wise_rl.training").getEffectiveLevel() == logging.INFO
+    assert logging.getLogger("recipes.sft").getEffectiveLevel() == logging.INFO
+    quiet = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], activation_checkpointing=False, log_level="warning")
+    training.configure_logging(quiet)  # an explicit level is obeyed
+    assert logging.getLogger("wise_rl.training").getEffectiveLevel() == logging.WARNING
+
+    class OtherProcess(SFTConfig):  # a process that is not the main one
+        should_log = property(lambda self: False)
+
+    training.configure_logging(OtherProcess(output_dir=str(tmp_path), use_cpu=True, report_to=[], activation_checkpointing=False))
+    assert logging.getLogger("wise_rl.training").getEffectiveLevel() == logging.WARNING  # the news appears once
+    training.configure_logging(args)  # back to the default for the tests that follow
