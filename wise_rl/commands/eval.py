@@ -65,6 +65,8 @@ def _precheck(args: argparse.Namespace, prompt: str) -> None:
     for flag, value in (("--model", args.model), ("--dataset", args.dataset)):
         looks_local = value.startswith((".", "/", "~")) or value.count("/") != 1
         if looks_local and not Path(value).expanduser().exists():
+            if flag == "--model":  # the wording of wise_rl.models.load_model, which would say it later
+                raise UsageError(f"model folder '{value}' does not exist")
             raise UsageError(f"{flag} {value}: no such file or folder")
     run_file = Path(args.out) / RUN_FILE
     if run_file.is_file():  # resuming: the folder must hold this same run
