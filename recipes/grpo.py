@@ -11,7 +11,11 @@
 PPOTrainer); ``algorithm: rloo`` uses ``trl.RLOOTrainer``. Rewards come by name from the ``rewards`` registry
 (``reward_funcs``, ``reward_weights``, ``reward_options``); the policy's tokenizer reaches the token-counting ones.
 TRL logs ``rewards/<name>/mean`` for every component, the KL, completion lengths; this recipe adds
-``completions/think_tokens`` etc., and ``log_completions`` writes sample completions under ``output_dir/completions``.
+``completions/think_tokens`` etc.; ``sample_log_every: N`` writes ``sample_log_count`` completions with their rewards
+to ``output_dir/samples.jsonl`` every N steps (from TRL's ``log_completions`` parquet files in
+``output_dir/completions``), and a run whose rewards have no spread within any group for several logged steps
+says so. ``output_dir/wise_rl.json`` records the prompt the model was trained with (``wise-rl eval`` / ``infer``
+use it).
 
 Shape (open-r1): parse → data → model → trainer → train → save; re-running the same command resumes.
 """
@@ -24,7 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout too
 
-from wise_rl import formats, training  # noqa: E402
+from wise_rl import formats, model_info, training, training_logs  # noqa: E402
 
 logger = logging.getLogger("recipes.grpo")
 
@@ -36,6 +40,9 @@ def main(script_args, training_args, model_args) -> dict:
     training.maybe_init_cpu_deepspeed()
     trainer, processor, train_rows = build_trainer(script_args, training_args, model_args)
     training.apply_freezing(trainer.model, script_args)
+    if trainer.accelerator.is_main_process:  # how to prompt the result: read by wise-rl eval / infer
+        model_info.write(training_args.output_dir, model_info.training_record(
+            [script_args.prompt_template or "wise-train"], script_args.algorithm))
 
     # ---- train (resuming when a complete checkpoint exists) and save
     return training.train_and_save(trainer, processor, script_args, training_args, train_rows)
@@ -47,9 +54,16 @@ def build_trainer(script_args, training_args, model_args):
 
     prompt_template = script_args.prompt_template or "wise-train"
     layout = formats.PROMPT_SPECS[prompt_template]["layout"]
-    if script_args.sample_log_every > 0:  # TRL writes completions (parquet, and a table when rich is installed)
-        training_args.log_completions = True
-        training_args.num_completions_to_print = script_args.sample_log_count
+    callbacks = [training_logs.ZeroSpreadCallback()]
+    if script_args.sample_log_every > 0:
+        if not training_args.log_completions:  # TRL's parquet of every logged step, without its console table
+            training_args.log_completions = True
+            training_args.num_completions_to_print = 0
+        if script_args.sample_log_every % training_args.logging_steps:
+            logger.warning("sample_log_every %d is not a multiple of logging_steps %d: TRL logs completions only at "
+                           "logging steps", script_args.sample_log_every, training_args.logging_steps)
+        callbacks.append(training_logs.CompletionSamplesCallback(script_args.sample_log_every,
+                                                                 script_args.sample_log_count))
     logger.info("%s: rewards=%s weights=%s prompt=%s model=%s out=%s", script_args.algorithm.upper(),
                 script_args.reward_funcs, training_args.reward_weights, prompt_template,
                 model_args.model_name_or_path, training_args.output_dir)
@@ -76,9 +90,10 @@ def build_trainer(script_args, training_args, model_args):
         processing_class=processor,
         peft_config=training.peft_config(script_args, model_args),
         quantization_config=training.quantization_config(model_args),
+        callbacks=callbacks,
     )
     return trainer, processor, train_rows
 
 
 if __name__ == "__main__":
-    main(*training.parse_grpo_args())
+    sys.exit(training.run_from_command_line(main, training.parse_grpo_args, "recipes/grpo.py"))

@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout too
 
-from wise_rl import training  # noqa: E402
+from wise_rl import model_info, training  # noqa: E402
 
 logger = logging.getLogger("recipes.sft")
 
@@ -66,10 +66,13 @@ def main(script_args, training_args, model_args) -> dict:
     )
 
     training.apply_freezing(trainer.model, script_args)
+    if trainer.accelerator.is_main_process:  # how to prompt the result: read by wise-rl eval / infer
+        model_info.write(training_args.output_dir,
+                         model_info.training_record(training.prompt_templates(prompt_template), "sft"))
 
     # ---- train (resuming when a complete checkpoint exists) and save
     return training.train_and_save(trainer, processor, script_args, training_args, train_rows)
 
 
 if __name__ == "__main__":
-    main(*training.parse_sft_args())
+    sys.exit(training.run_from_command_line(main, training.parse_sft_args, "recipes/sft.py"))

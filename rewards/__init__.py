@@ -85,6 +85,21 @@ def available_rewards() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def describe_rewards() -> list[dict[str, Any]]:
+    """Every registered reward (after discovery), sorted by name: ``{"name", "summary"`` (first docstring line),
+    ``"options"`` (keyword options its factory takes), ``"source"`` (module.qualname)``}``; ``wise-rl rewards``
+    prints these."""
+    _discover()
+    out = []
+    for name in sorted(_REGISTRY):
+        obj = _REGISTRY[name]
+        doc = inspect.getdoc(obj) or ""
+        options, _ = _allowed_options(obj)
+        out.append({"name": name, "summary": doc.strip().splitlines()[0] if doc.strip() else "",
+                    "options": options, "source": _ident(obj)})
+    return out
+
+
 def _allowed_options(target: Callable) -> tuple[list[str], bool]:
     """Keyword options a reward class or function accepts, and whether it takes arbitrary ``**kwargs``."""
     func = target.__init__ if inspect.isclass(target) else target

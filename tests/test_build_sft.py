@@ -89,3 +89,17 @@ def test_build_explored_with_a_stub_sampler(shapeworld_dir, tiny_model_dir):
     assert built[0]["detailed"] == "Compare the shapes. The target is the one asked for."
     assert built[0]["concise"] in split_sentences(built[0]["detailed"])
     assert report["kept"] == 1 and report["skipped_below_tau"] == 2
+    # 3 rows × 2 samples: every verbose one parses, every "no tags" one is counted by its reason
+    assert report["samples"] == 6 and report["parsed"] == 3 and sum(report["parse_failures"].values()) == 3
+
+
+def test_explore_with_no_row_above_tau_is_one_clear_error(shapeworld_dir, tiny_model_dir):
+    from wise_rl.data.loaders import load_source
+    from wise_rl.errors import UsageError
+
+    ds = load_source(str(shapeworld_dir), split="train", limit=2)
+    with pytest.raises(UsageError) as info:
+        build_explored(ds, tiny_model_dir, k=2, tau=0.5, sampler=lambda row: ["no tags", "<think>x</think>"])
+    msg = str(info.value)
+    assert "no row reached IoU ≥ 0.5 in 2 samples per row (2 rows, 4 samples: 0 parsed" in msg
+    assert "lower --tau, raise --k" in msg and "\n" not in msg

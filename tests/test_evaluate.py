@@ -100,10 +100,33 @@ def test_cut_at_stop_and_think_text():
     assert evaluate.think_text("<think> red one </think><answer>") == "red one"
     assert evaluate.think_text("<think>truncated thinking") == "truncated thinking"
     assert evaluate.think_text("<answer>{}</answer>") == ""
+    # an unclosed <think> ends where the answer (or the detailed part) starts: the answer is not thinking
+    assert evaluate.think_text("<think>red one <answer>{}</answer>") == "red one"
+    assert evaluate.think_text("<think>red one<d_think>more") == "red one"
+    # no <think> block where the prompt asks for one: not measured (None), not 0 tokens
+    assert evaluate.measured_think("<answer>{}</answer>", "verbose") is None
+    assert evaluate.measured_think("<answer>{}</answer>", "answer-only") == ""
+    assert evaluate.measured_think("<think>a b</think><answer>{}</answer>", "wise") == "a b"
     assert evaluate.parse_shard("1/3") == (1, 3)
     with pytest.raises(ValueError, match="i/n"):
         evaluate.parse_shard("3/3")
     assert [list(evaluate.shard_slice(7, (i, 3))) for i in range(3)] == [[0, 1], [2, 3], [4, 5, 6]]
+
+
+def test_think_cost_counts_only_measured_samples(tmp_path, rows, shapeworld_dir):
+    """Half the completions lost their <think> block: the think mean is over the other half, and every table
+    says on how many samples it was measured."""
+    completions = [_gt_completion(r, think="one two three") if i % 2 == 0 else _gt_completion(r).split(
+        formats.THINK_CLOSE)[1] for i, r in enumerate(rows)]
+    tok = type("Words", (), {"__call__": lambda self, t, add_special_tokens=False: {"input_ids": t.split()}})()
+    config = evaluate.EvalConfig(model="scripted", dataset=str(shapeworld_dir), split="test", prompt="verbose",
+                                 limit=len(rows))
+    m = evaluate.run_eval(config, tmp_path / "o", generator=Scripted(completions), tokenizer=tok, dataset=rows,
+                          progress=False)
+    assert m["think_tokens_n"] == len(rows) // 2 and m["think_tokens_mean"] == 3.0
+    note = f"measured on {len(rows) // 2} of {len(rows)} samples"
+    assert note in evaluate.format_table(m)
+    assert f"note: think tokens of o {note}" in evaluate.compare_table(m, m, this_name="o", other_name="p")
 
 
 class Scripted:

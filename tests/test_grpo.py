@@ -54,7 +54,7 @@ def test_reward_funcs_get_the_policy_tokenizer_and_options(tiny_model_dir):
     assert funcs[2](prompts=["q"], completions=[completion], gt_bbox=[[0, 0, 9, 9]]) == [1.0]
 
 
-def test_tiny_grpo_with_the_wise_rewards_logs_every_component(tiny_model_dir, shapeworld_dir, tmp_path):
+def test_tiny_grpo_with_the_wise_rewards_logs_every_component(tiny_model_dir, shapeworld_dir, tmp_path, capsys):
     grpo = training.load_recipe("grpo")
     out = tmp_path / "grpo"
     argv = grpo_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", "2", "--beta", "0.01",
@@ -74,6 +74,13 @@ def test_tiny_grpo_with_the_wise_rewards_logs_every_component(tiny_model_dir, sh
                     "reward_std", "entropy"):
             assert key in h, key
     assert list((out / "completions").glob("completions_*.parquet")), "no sample completions logged"
+    # sample_log_every 1, count 1: one readable sample per step with every reward, and no TRL console table
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in samples] == [1, 2]
+    assert set(samples[0]["rewards"]) == set(WISE) and samples[0]["completion"] and samples[0]["prompt"]
+    assert samples[0]["reward"] == pytest.approx(sum(samples[0]["rewards"].values()))
+    assert "┏" not in capsys.readouterr().out
+    assert json.loads((out / "wise_rl.json").read_text())["eval_prompt"] == "wise"
     assert (out / "model.safetensors").is_file() and (out / "DONE").is_file()
     print(f"\ntiny GRPO: 2 steps × 4 completions × 16 tokens in {elapsed:.1f} s incl. setup; "
           f"step_time {[round(h.get('step_time', 0), 2) for h in steps]}")

@@ -85,6 +85,8 @@ def test_export_merges_the_adapter_into_a_standalone_model(resumed_run, tiny_mod
     merged_dir = tmp_path / "merged"
     assert cli(["export", "--adapter", str(adapter), "--out", str(merged_dir)]) == 0
     assert (merged_dir / "model.safetensors").is_file() and not (merged_dir / "adapter_config.json").exists()
+    # how to prompt it travels with the weights
+    assert (merged_dir / "wise_rl.json").read_text() == (adapter / "wise_rl.json").read_text()
 
     image = load_source(str(shapeworld_dir), split="test", limit=1)[0]["image"]
     processor = load_processor(merged_dir)

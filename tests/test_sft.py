@@ -108,6 +108,10 @@ def test_tiny_sft_lowers_the_loss_and_changes_the_weights(tiny_model_dir, shapew
     assert list(out.glob("runs/*/events.out.tfevents.*")), "report_to tensorboard wrote no event file"
     sample = json.loads((out / "samples.jsonl").read_text().splitlines()[0])
     assert sample["step"] == steps and "completion" in sample and sample["target"].startswith("<think>")
+    # the folder says how to prompt the model it holds (wise-rl eval / infer read it)
+    record = json.loads((out / "wise_rl.json").read_text())
+    assert (record["target_mode"], record["eval_prompt"], record["infer_prompt"]) == (
+        "wise", "wise-compact", "wise-s-compact")  # recipes/tiny/sft.yaml trains on wise-train-compact
     print(f"\ntiny SFT: {steps} steps of batch 4 in {elapsed:.1f} s ({elapsed / steps:.2f} s/step incl. setup)")
 
 

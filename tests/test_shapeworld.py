@@ -325,3 +325,9 @@ def test_synth_cli(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "sw64"), "--n", "4", "--image-size", "64",
                  "--test-fraction", "0"]) == 0
     assert load_from_disk(str(tmp_path / "sw64"))["train"][0]["image"].size == (64, 64)
+    # an existing dataset is never replaced silently
+    with pytest.raises(FileExistsError, match="is not empty; pass --overwrite"):
+        main(["synth", "--out", str(out), "--n", "4", "--test-fraction", "0"])
+    assert len(load_from_disk(str(out))["train"]) == 30
+    assert main(["synth", "--out", str(out), "--n", "4", "--test-fraction", "0", "--overwrite"]) == 0
+    assert len(load_from_disk(str(out))["train"]) == 4

@@ -611,7 +611,7 @@ _GRPO_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps", "n
                 "max_completion_length", "temperature", "learning_rate", "lr_scheduler_type", "max_steps",
                 "num_train_epochs", "weight_decay", "max_grad_norm", "seed", "loss_type", "beta", "epsilon",
                 "reward_weights", "remove_unused_columns", "use_cpu", "dataloader_num_workers",
-                "gradient_checkpointing", "logging_steps", "report_to", "save_strategy", "disable_tqdm")
+                "activation_checkpointing", "bf16", "logging_steps", "report_to", "save_strategy", "disable_tqdm")
 # Settings that may differ without changing the work of a step.
 _GRPO_FREE = {"output_dir", "logging_dir", "model_init_kwargs", "run_name", "log_completions",
               "num_completions_to_print"}

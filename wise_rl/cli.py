@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "generate and score a model on a dataset (WISE / WISE-S / verbose)"),
     "score": ("score", "score existing completions against a dataset, no model needed"),
     "infer": ("infer", "answer one image + query and save an overlay"),
+    "rewards": ("rewards", "list the reward functions GRPO recipes can name (reward_funcs) and their options"),
     "report": ("report", "plots and a markdown summary of training and eval runs"),
     "bench": ("bench", "benchmarks: rewards, generation, GRPO step"),
     "demo": ("demo", "the end-to-end WISE demo on ShapeWorld"),
@@ -56,23 +57,37 @@ def main(argv: list[str] | None = None) -> int:
     return int(result or 0)
 
 
-# Errors that name what the user got wrong (a missing folder, a wrong config value): printed as one line by the
-# console script instead of a traceback; WISE_RL_TRACEBACK=1 shows the traceback. main() lets them propagate (tests
-# and callers catch them by type).
+# Errors that name what the user got wrong (a missing folder, a wrong config value, a bad row): printed as one line
+# by the console script instead of a traceback; WISE_RL_TRACEBACK=1 shows the traceback. main() lets them propagate
+# (tests and callers catch them by type).
 USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsError, NotADirectoryError)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """USER_ERRORS plus the project's own user-facing errors. Resolved only once an error is raised: the loaders'
+    ``DataError`` and the eval's ``EvalError`` live in modules that import ``datasets``, which ``--help`` must not
+    pay for."""
+    from wise_rl.errors import ConfigError, UsageError
+
+    types: list[type[BaseException]] = [*USER_ERRORS, ConfigError, UsageError]
+    loaders = sys.modules.get("wise_rl.data.loaders")  # these can only come from modules already loaded
+    if loaders is not None:
+        types.append(loaders.DataError)
+    evaluate = sys.modules.get("wise_rl.evaluate")
+    if evaluate is not None:
+        types.append(evaluate.EvalError)
+    return tuple(types)
 
 
 def entry() -> int:
     """The ``wise-rl`` console script: :func:`main` with user errors printed as ``wise-rl VERB: error: …``."""
     import os
 
-    from wise_rl.training import ConfigError
-
     argv = sys.argv[1:]
     try:
         return main(argv)
-    except (*USER_ERRORS, ConfigError) as exc:
-        if os.environ.get("WISE_RL_TRACEBACK"):
+    except Exception as exc:
+        if not isinstance(exc, _user_error_types()) or os.environ.get("WISE_RL_TRACEBACK"):
             raise
         verb = argv[0] if argv and argv[0] in COMMANDS else ""
         print(f"wise-rl{' ' + verb if verb else ''}: error: {exc}", file=sys.stderr)

@@ -91,15 +91,28 @@ def cut_at_stop(text: str, stop: str | None) -> str:
     return text if k < 0 else text[: k + len(stop)]
 
 
-_THINK_RE = re.compile(re.escape(formats.THINK_OPEN) + r"(.*?)(?:" + re.escape(formats.THINK_CLOSE) + r"|$)",
-                       re.DOTALL)
+# An unclosed <think> ends at the first tag that follows it (<answer>, <d_think>), else at the end of the text (a
+# completion cut by max_new_tokens): the answer is never counted as thinking.
+_THINK_RE = re.compile(re.escape(formats.THINK_OPEN) + r"(.*?)(?:" + re.escape(formats.THINK_CLOSE) + "|(?="
+                       + re.escape(formats.ANSWER_OPEN) + "|" + re.escape(formats.D_THINK_OPEN) + r")|$)", re.DOTALL)
 
 
 def think_text(completion: str) -> str:
-    """Content of the first ``<think>`` block; an unclosed block runs to the end (a truncated completion).
-    No ``<think>`` tag: empty string (0 think tokens)."""
+    """Content of the first ``<think>`` block; an unclosed block runs to the next ``<answer>`` / ``<d_think>`` tag,
+    else to the end (a truncated completion). No ``<think>`` tag: empty string (see :func:`measured_think`)."""
     m = _THINK_RE.search(completion)
     return m.group(1).strip() if m else ""
+
+
+def measured_think(completion: str, prompt: str) -> str | None:
+    """The think text whose length is the sample's thinking cost, or None when it cannot be measured: the prompt
+    asks for a ``<think>`` block and the completion has none (a broken format is not "0 tokens of thinking").
+    ``answer-only`` prompts ask for no thinking: "" (a true 0)."""
+    if formats.PROMPT_SPECS[prompt]["layout"] == "answer-only":
+        return ""
+    if formats.THINK_OPEN not in completion:
+        return None
+    return think_text(completion)
 
 
 def count_tokens(tokenizer, text: str | None) -> int | None:
@@ -291,7 +304,7 @@ def score_completion(
         "format_ok": bool(parsed.format_ok),
         "format_failure": parsed.failure,
         "think_tokens": count_tokens(tokenizer, parsed.concise if parsed.concise is not None
-                                     else think_text(completion)),
+                                     else measured_think(completion, prompt)),
         **counts,
         "failure": failure,
         "gt_source": gt_source,
@@ -388,9 +401,23 @@ def run_metrics(records: list[dict[str, Any]], expected_ids: Iterable[str], prot
     if out["gt_sources"].get("bbox"):
         out["note"] = ("samples without a mask (refCOCOg rows) are scored against their ground-truth bbox "
                        "rasterised in the original frame (gt_sources.bbox)")
+    # how many samples the think cost was measured on (no <think> block where one was asked: not measured)
+    out["think_tokens_n"] = sum(r.get("think_tokens") is not None for r in records
+                                if r.get("failure") != metrics.UNKNOWN_ID)
     if settings:
         out["settings"] = settings
     return out
+
+
+def think_cost_note(m: dict[str, Any]) -> str | None:
+    """A note when a run's think tokens were not measured on every sample (None when they were, or when the run
+    predates ``think_tokens_n``)."""
+    measured, n = m.get("think_tokens_n"), m.get("n")
+    if measured is None or not n or measured >= n:
+        return None
+    if measured == 0:
+        return f"not measured: no <think> block in any of the {n} samples"
+    return f"measured on {measured} of {n} samples (the others have no <think> block)"
 
 
 def _fmt(value, pct: bool = False, digits: int = 2) -> str:
@@ -412,7 +439,8 @@ def format_table(m: dict[str, Any], title: str | None = None) -> str:
         ("cIoU %", _fmt(m.get("cIoU"), pct=True)),
         ("acc@0.5 %", _fmt(m.get("acc50"), pct=True)),
         ("format valid %", _fmt(m.get("format_valid"), pct=True)),
-        ("think tokens mean", _fmt(m.get("think_tokens_mean"))),
+        ("think tokens mean", _fmt(m.get("think_tokens_mean"))
+         + (f" ({think_cost_note(m)})" if think_cost_note(m) else "")),
         ("think tokens median", _fmt(m.get("think_tokens_median"))),
         ("completion tokens mean", _fmt(m.get("completion_tokens_mean"))),
         ("latency s/sample", _fmt(m.get("latency_mean_s"), digits=4)),
@@ -457,6 +485,10 @@ def compare_table(this: dict[str, Any], other: dict[str, Any], this_name: str = 
     widths = [max(len(str(r[c])) for r in rows) for c in range(4)]
     lines = ["  ".join(f"{str(v):<{w}}" for v, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for name, m in ((this_name, this), (other_name, other)):  # a ratio over unmeasured samples says so
+        note = think_cost_note(m)
+        if note:
+            lines.append(f"note: think tokens of {name} {note}")
     return "\n".join(lines)
 
 
@@ -589,6 +621,10 @@ def run_eval(
     todo = [b for b in batches if any(ids[k] not in done for k in b)]
     if done:
         logger.info("resuming: %d of %d samples already done", len(done), len(work))
+    if todo and progress:  # the bar moves once per batch: say what the first one costs at most
+        logger.info("%d samples in batches of %d, up to %d new tokens each (--max-new-tokens); the bar moves "
+                    "after each batch", sum(ids[k] not in done for k in work), config.batch_size,
+                    config.max_new_tokens)
     with open(samples_path, "a", encoding="utf-8") as fh, tqdm(
         total=len(work), initial=len(work) - sum(ids[k] not in done for k in work), desc=f"eval {config.prompt}",
         unit="sample", disable=not progress,
@@ -610,6 +646,9 @@ def run_eval(
                 bar.update(1)
             fh.flush()
             os.fsync(fh.fileno())
+            gen_tokens, gen_s = sum(g.completion_tokens for g in gens), sum(g.latency_s for g in gens)
+            bar.set_postfix_str(f"{gen_tokens / max(gen_s, 1e-9):.0f} tok/s, "
+                                f"{gen_tokens / len(gens):.0f} tok/sample (max {config.max_new_tokens})")
 
     records = [done[i] for i in work_ids]
     result = run_metrics(records, work_ids, config.protocol, settings)

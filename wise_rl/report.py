@@ -28,6 +28,35 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 REWARD_RE = re.compile(r"^rewards/(?P<name>.+)/mean$")
+# Plain names for the reward components and logged keys (a reader of the plots need not know the code).
+PLAIN_NAMES = {
+    "reward": "total reward (sum of the weighted components)",
+    "format": "format: the three-stage layout holds",
+    "answer_schema": "answer: valid bbox + two points JSON",
+    "bbox_iou": "box IoU with the ground truth",
+    "bbox_l1": "box corners within 10 px",
+    "points": "both points inside the box",
+    "self_distillation": "self-distillation (concise ≈ detailed, shorter)",
+    "mask_iou": "mask IoU with the ground truth",
+    "brevity": "brevity (concise shorter than detailed)",
+    "length_l1_max": "length target met",
+    "completions/mean_length": "completion length",
+    "completions/think_tokens": "concise (<think>) tokens",
+    "completions/d_think_tokens": "detailed (<d_think>) tokens",
+    "completions/answer_tokens": "answer tokens",
+    "self_distillation/concise_tokens_mean": "concise tokens (self-distillation reward)",
+    "self_distillation/detailed_tokens_mean": "detailed tokens (self-distillation reward)",
+    "loss": "training loss",
+}
+
+
+def plain_name(key: str) -> str:
+    """A plot title for a logged key: :data:`PLAIN_NAMES`, a reward's plain name, else the key with its
+    punctuation turned into spaces."""
+    m = REWARD_RE.match(key)
+    name = m.group("name") if m else key
+    return (PLAIN_NAMES.get(key) or PLAIN_NAMES.get(name) or PLAIN_NAMES.get(name.removesuffix("_reward"))
+            or name.replace("/", ": ").replace("_", " "))
 LENGTH_KEYS = ("completions/mean_length", "self_distillation/concise_tokens_mean",
                "self_distillation/detailed_tokens_mean")
 
@@ -143,6 +172,8 @@ def _plot_series(runs: list[TrainingRun], keys: list[str], titles: dict[str, str
     if not keys:
         return None
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     rows, cols = _panel_grid(len(keys))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
@@ -150,8 +181,9 @@ def _plot_series(runs: list[TrainingRun], keys: list[str], titles: dict[str, str
             xs, ys = run.series(key)
             if xs:
                 ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, linewidth=1.4, label=run.name)
-        ax.set_title(titles.get(key, key), fontsize=10)
-        ax.set_xlabel("step")
+        ax.set_title(titles.get(key) or plain_name(key), fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
@@ -168,10 +200,10 @@ def _plot_series(runs: list[TrainingRun], keys: list[str], titles: dict[str, str
 
 def plot_rewards(runs: list[TrainingRun], out: Path) -> Path | None:
     keys = sorted({k for r in runs for k in r.keys() if REWARD_RE.match(k)})
-    titles = {k: REWARD_RE.match(k).group("name") for k in keys}
+    titles = {k: plain_name(k) for k in keys}
     if any(r.series("reward")[0] for r in runs):
         keys = ["reward", *keys]
-        titles["reward"] = "total reward"
+        titles["reward"] = plain_name("reward")
     return _plot_series(runs, keys, titles, out / "rewards.png", "Reward components over training", "mean reward")
 
 
@@ -179,14 +211,12 @@ def plot_lengths(runs: list[TrainingRun], out: Path) -> Path | None:
     extra = sorted({k for r in runs for k in r.keys()
                     if k not in LENGTH_KEYS and "think" in k and ("token" in k or "length" in k)})
     keys = [*LENGTH_KEYS, *extra]
-    titles = {"completions/mean_length": "completion length", "self_distillation/concise_tokens_mean":
-              "concise (think) tokens", "self_distillation/detailed_tokens_mean": "detailed (d_think) tokens"}
-    return _plot_series(runs, keys, titles, out / "lengths.png", "Completion and think lengths over training",
+    return _plot_series(runs, keys, {}, out / "lengths.png", "Completion and think lengths over training",
                         "tokens")
 
 
 def plot_loss(runs: list[TrainingRun], out: Path) -> Path | None:
-    return _plot_series(runs, ["loss"], {"loss": "training loss"}, out / "loss.png", "Training loss", "loss")
+    return _plot_series(runs, ["loss"], {}, out / "loss.png", "Training loss", "loss")
 
 
 def eval_label(run: EvalRun) -> str:
@@ -195,28 +225,51 @@ def eval_label(run: EvalRun) -> str:
 
 
 def plot_eval(evals: list[EvalRun], out: Path) -> Path | None:
-    points = [(e, e.metrics.get("think_tokens_mean"), e.metrics.get("gIoU")) for e in evals]
-    points = [(e, x, y) for e, x, y in points if x is not None and y is not None]
-    if not points:
+    """Mean think tokens (x) vs gIoU (y), one marker per eval run named in a legend (labels beside the points
+    overlap when runs are close). Runs whose think tokens were not measured on every sample (no ``<think>``
+    block, ``think_tokens_n`` < n) are drawn hollow and say so in the legend; runs with none measured are listed
+    under the plot instead of being drawn at x = 0."""
+    from wise_rl.evaluate import think_cost_note
+
+    points, unmeasured = [], []
+    for e in evals:
+        x, y = e.metrics.get("think_tokens_mean"), e.metrics.get("gIoU")
+        if y is None:
+            continue
+        if x is None:
+            unmeasured.append(eval_label(e))
+        else:
+            points.append((e, x, y))
+    if not points and not unmeasured:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for e, x, y in points:
-        ax.scatter([x], [100 * y], s=60, zorder=3)
-        ax.annotate(eval_label(e), (x, 100 * y), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    xs = [x for _, x, _ in points]
-    ys = [100 * y for _, _, y in points]
-    xpad = max(1.0, 0.15 * (max(xs) - min(xs)))
-    ypad = max(1.0, 0.15 * (max(ys) - min(ys)))
-    ax.set_xlim(max(0.0, min(xs) - xpad), max(xs) + 3 * xpad)
-    ax.set_ylim(max(0.0, min(ys) - ypad), min(100.0, max(ys) + 2 * ypad))
-    ax.set_xlabel("mean think tokens per sample")
-    ax.set_ylabel("gIoU (%)")
-    ax.set_title("Cost vs accuracy across eval runs (up-left is better)")
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    markers = "osD^vP*X"
+    for i, (e, x, y) in enumerate(points):
+        note = think_cost_note(e.metrics)
+        label = eval_label(e) + (f" — think tokens {note}" if note else "")
+        colour = f"C{i % 10}"
+        ax.scatter([x], [100 * y], s=70, zorder=3, marker=markers[i % len(markers)], label=label,
+                   facecolors="none" if note else colour, edgecolors=colour, linewidths=1.6)
+    if points:
+        xs = [x for _, x, _ in points]
+        ys = [100 * y for _, _, y in points]
+        xpad = max(1.0, 0.15 * (max(xs) - min(xs)))
+        ypad = max(1.0, 0.15 * (max(ys) - min(ys)))
+        ax.set_xlim(max(0.0, min(xs) - xpad), max(xs) + xpad)
+        ax.set_ylim(max(0.0, min(ys) - ypad), min(100.0, max(ys) + ypad))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1 if len(points) > 3 else len(points),
+                  fontsize=8, frameon=False)
+    ax.set_xlabel("mean think tokens per sample (cost)")
+    ax.set_ylabel("gIoU % (accuracy)")
+    ax.set_title("Cost vs accuracy across eval runs (up and to the left is better)", fontsize=10)
     ax.grid(alpha=0.3)
+    if unmeasured:
+        fig.text(0.01, 0.01, "not plotted (think tokens not measured: no <think> block): " + ", ".join(unmeasured),
+                 fontsize=7)
     fig.tight_layout()
     path = out / "eval_cost_accuracy.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -245,6 +298,13 @@ def _training_table(runs: list[TrainingRun]) -> list[str]:
     return lines
 
 
+def _think_note(m: dict[str, Any]) -> str:
+    from wise_rl.evaluate import think_cost_note
+
+    note = think_cost_note(m)
+    return f" ({note})" if note else ""
+
+
 def _eval_table(evals: list[EvalRun]) -> list[str]:
     lines = ["| eval | prompt | n | failed | gIoU % | cIoU % | acc@0.5 % | think tok (mean / median) | "
              "completion tok | s/sample | samples/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -254,7 +314,7 @@ def _eval_table(evals: list[EvalRun]) -> list[str]:
         lines.append(
             f"| {e.name} | {prompt} | {m.get('n')} | {m.get('n_failed')} | {_f(m.get('gIoU'), True)} | "
             f"{_f(m.get('cIoU'), True)} | {_f(m.get('acc50'), True)} | {_f(m.get('think_tokens_mean'), digits=1)} / "
-            f"{_f(m.get('think_tokens_median'), digits=1)} | {_f(m.get('completion_tokens_mean'), digits=1)} | "
+            f"{_f(m.get('think_tokens_median'), digits=1)}{_think_note(m)} | {_f(m.get('completion_tokens_mean'), digits=1)} | "
             f"{_f(m.get('latency_mean_s'), digits=4)} | {_f(m.get('samples_per_s'), digits=1)} |"
         )
     return lines

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -143,18 +144,25 @@ def sample_completions(model, processor, image, query: str, k: int, temperature:
 
 
 def best_exploration(completions: Sequence[str], gt_bbox: Sequence[float], tau: float,
-                     prompt_template: str = "verbose") -> tuple[str | None, float]:
+                     prompt_template: str = "verbose", stats: Counter | None = None) -> tuple[str | None, float]:
     """The reasoning of the completion with the highest bbox IoU ≥ ``tau`` (and that IoU), or ``(None, best)``.
 
     IoU is the WISE pixel-inclusive one (``rewards.geometry.box_iou``); completions that do not parse or have an
-    empty reasoning are ignored."""
+    empty reasoning are ignored. ``stats`` (a Counter) gets ``samples``, ``parsed`` and one ``failure:<reason>``
+    count per sample that was ignored."""
     from rewards.geometry import box_iou
 
     best_text, best_iou = None, -1.0
     for completion in completions:
         parsed = formats.parse_for_prompt(completion, prompt_template)
+        if stats is not None:
+            stats["samples"] += 1
         if not parsed.ok or not (parsed.concise or "").strip():
+            if stats is not None:
+                stats[f"failure:{parsed.failure or 'empty_reasoning'}"] += 1
             continue
+        if stats is not None:
+            stats["parsed"] += 1
         iou = box_iou(parsed.bbox, gt_bbox)
         if iou > best_iou:
             best_iou, best_text = iou, parsed.concise.strip()
@@ -183,22 +191,28 @@ def build_explored(ds, model_path, k: int = 4, tau: float = 0.5, temperature: fl
     embedder = _embedder(embedding_model)
     kept, detailed, concise, ious = [], [], [], []
     skipped = no_object = 0
-    for i in tqdm(range(len(ds)), desc="explore", unit="row"):
+    stats: Counter = Counter()
+    bar = tqdm(range(len(ds)), desc="explore", unit="row")
+    for i in bar:
         row = ds[i]
         if row["gt_bbox"] is None:  # a LISA no-object sample: no box to match explorations against
             no_object += 1
             continue
-        text, iou = best_exploration(sampler(row), row["gt_bbox"], tau)
+        text, iou = best_exploration(sampler(row), row["gt_bbox"], tau, stats=stats)
         ious.append(iou)
+        bar.set_postfix_str(f"kept {len(kept) + (text is not None)}/{i + 1}, parsed "
+                            f"{stats['parsed']}/{stats['samples']} samples, mean best IoU {np.mean(ious):.2f}")
         if text is None:
             skipped += 1
             continue
         kept.append(i)
         detailed.append(text)
         concise.append(compress_rationale(text, embedder.encode, budget, max_sentences, processor.tokenizer))
+    failures = {key.split(":", 1)[1]: n for key, n in sorted(stats.items()) if key.startswith("failure:")}
     info = {"mode": "explore", "rows": len(ds), "kept": len(kept), "skipped_below_tau": skipped,
             "skipped_no_object": no_object, "k": k,
-            "tau": tau, "mean_best_iou": float(np.mean(ious)) if ious else 0.0}
+            "tau": tau, "mean_best_iou": float(np.mean(ious)) if ious else 0.0, "samples": stats["samples"],
+            "parsed": stats["parsed"], "parse_failures": failures}
     if report is not None:
         report.update(info)
     if skipped:
@@ -207,7 +221,14 @@ def build_explored(ds, model_path, k: int = 4, tau: float = 0.5, temperature: fl
         logger.warning("explore: %d of %d rows are no-object samples (no gt_bbox) and were skipped", no_object,
                        len(ds))
     if not kept:
-        raise ValueError(f"explore: no row reached IoU ≥ {tau} in {k} samples; lower --tau or raise --k")
+        from wise_rl.errors import UsageError
+
+        shown = ", ".join(f"{reason} {n}" for reason, n in failures.items()) or "none"
+        raise UsageError(
+            f"explore: no row reached IoU ≥ {tau} in {k} samples per row ({len(ds)} rows, {stats['samples']} "
+            f"samples: {stats['parsed']} parsed in the verbose format, failures: {shown}; mean best IoU "
+            f"{info['mean_best_iou']:.3f}); lower --tau, raise --k, or sample from a model that answers in the "
+            "verbose <think>…</think><answer>…</answer> format")
     return _with_rationales(ds.select(kept), detailed, concise)
 
 

@@ -25,7 +25,6 @@ dataset is loaded; a bad value raises :class:`ConfigError` naming the option and
 
 from __future__ import annotations
 
-import atexit
 import functools
 import importlib
 import json
@@ -33,25 +32,32 @@ import logging
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wise_rl import formats
+from wise_rl.errors import ConfigError  # re-exported: callers catch training.ConfigError
+from wise_rl.recipe_args import (  # noqa: F401  (re-exported: recipes, demo, bench and tests call training.parse_*)
+    ALGORITHMS,
+    PRESETS_DIR,
+    RECIPES_DIR,
+    load_config,
+    parse_grpo_args,
+    parse_sft_args,
+    run_from_command_line,
+)
 
 logger = logging.getLogger(__name__)
 
 SFT_TARGET_MODES = ("wise", "verbose", "answer")
-ALGORITHMS = ("grpo", "rloo")
 LORA_TARGETS = ("language_model", "all")
 # The default prompt for each SFT target mode: the prompt must ask for what the target contains.
 DEFAULT_SFT_PROMPT = {"wise": "wise-train", "verbose": "verbose", "answer": "answer-only"}
 # The WISE reward set (paper §3, all weight 1).
 WISE_REWARDS = ["format", "answer_schema", "bbox_iou", "bbox_l1", "points", "self_distillation"]
 
-
-class ConfigError(ValueError):
-    """A recipe configuration value is wrong; the message names the option, the value and what is accepted."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -64,9 +70,22 @@ class WiseScriptArguments:
     dataset: str | None = field(
         default=None,
         metadata={"help": "Training data: anything wise_rl.data.loaders.load_source reads (hub name, save_to_disk "
-                  "folder, parquet/jsonl, LISA folder) or 'shapeworld' to generate ShapeWorld scenes on the fly."},
+                  "folder, parquet/jsonl, LISA folder) or 'shapeworld' to generate ShapeWorld scenes on the fly. "
+                  "TRL's name dataset_name works too."},
     )
-    dataset_split: str | None = field(default="train", metadata={"help": "Split of a DatasetDict source."})
+    dataset_split: str | None = field(
+        default="train", metadata={"help": "Split of a DatasetDict source (TRL's name: dataset_train_split)."}
+    )
+    dataset_config: str | None = field(
+        default=None,
+        metadata={"help": "TRL's hub dataset configuration name. Not supported by the loaders: point dataset at the "
+                  "configuration's files or a save_to_disk folder instead (a value here is an error)."},
+    )
+    dataset_test_split: str = field(
+        default="test",
+        metadata={"help": "TRL's evaluation split; the recipes do not evaluate during training (use wise-rl eval), "
+                  "so it is accepted and unused."},
+    )
     dataset_limit: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
     model_size: int | None = field(
         default=None,
@@ -111,8 +130,9 @@ class WiseScriptArguments:
     )
     sample_log_every: int = field(
         default=0,
-        metadata={"help": "Every N optimizer steps write sample completions to output_dir/samples.jsonl "
-                  "(SFT: greedy generations on fixed training prompts; GRPO: TRL's log_completions). 0 = off."},
+        metadata={"help": "Every N optimizer steps write sample completions to output_dir/samples.jsonl and the log "
+                  "(SFT: greedy generations on fixed training prompts; GRPO: completions with their rewards, from "
+                  "TRL's log_completions parquet files, without TRL's console table). 0 = off."},
     )
     sample_log_count: int = field(default=2, metadata={"help": "How many samples to log each time."})
 
@@ -152,8 +172,7 @@ class GRPOScriptArguments(WiseScriptArguments):
 # ----------------------------------------------------------------------------------------------------------------
 # Parsing
 # ----------------------------------------------------------------------------------------------------------------
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"  # present in a source checkout
-PRESETS_DIR = RECIPES_DIR / "presets"
+# Parsing (TRL's aliases, presets, unknown keys) lives in wise_rl.recipe_args; re-exported from this module.
 
 
 def load_recipe(name: str):
@@ -170,127 +189,6 @@ def load_recipe(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _load_yaml_mapping(path: Path) -> dict:
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: the file must hold a YAML mapping of option: value")
-    return data
-
-
-def _preset_path(name: str, config_path: Path) -> Path:
-    candidates = [Path(name), config_path.parent / name, PRESETS_DIR / name, PRESETS_DIR / f"{name}.yaml"]
-    for c in candidates:
-        if c.is_file():
-            return c
-    known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")) if PRESETS_DIR.is_dir() else []
-    raise ConfigError(f"{config_path}: preset {name!r} not found; known presets: {', '.join(known) or '(none)'}")
-
-
-def load_config(path) -> dict:
-    """A recipe YAML as a mapping, with its ``preset:`` (a name in recipes/presets/ or a path; a list applies
-    several in order) merged underneath: the preset gives defaults, the file's own keys win."""
-    path = Path(path)
-    data = _load_yaml_mapping(path)
-    presets = data.pop("preset", None)
-    if presets is None:
-        return data
-    merged: dict = {}
-    for name in [presets] if isinstance(presets, str) else list(presets):
-        merged.update(load_config(_preset_path(str(name), path)))
-    merged.update(data)
-    return merged
-
-
-def expand_config(argv: list[str]) -> list[str]:
-    """``argv`` with ``--config FILE`` replaced by a temporary file holding the preset-merged config."""
-    import tempfile
-
-    import yaml
-
-    if "--config" not in argv:
-        return argv
-    idx = argv.index("--config")
-    if idx + 1 >= len(argv):
-        raise ConfigError("--config needs a YAML file path")
-    data = load_config(argv[idx + 1])
-    fd, tmp = tempfile.mkstemp(prefix="wise-rl-config-", suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f)
-    atexit.register(lambda: os.path.exists(tmp) and os.unlink(tmp))
-    return argv[:idx + 1] + [tmp] + argv[idx + 2:]
-
-
-def _peek_option(argv: list[str], name: str) -> Any:
-    """The value of ``--name`` on the command line, else of ``name`` in the ``--config`` YAML, else None."""
-    flag = f"--{name}"
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    if "--config" in argv:
-        return load_config(argv[argv.index("--config") + 1]).get(name)
-    return None
-
-
-def with_precision(argv: list[str]) -> list[str]:
-    """``argv`` with ``bf16`` resolved for the hardware when neither the command line nor the YAML sets it
-    (:func:`wise_rl.precision.precision_argv`: fp32 on a CPU, TRL's bf16 on a GPU)."""
-    from wise_rl.precision import precision_argv
-
-    configured = _peek_option(argv, "bf16")
-    bare = argv[-1:] == ["--bf16"] or (isinstance(configured, str) and configured.startswith("--"))
-    if bare:  # a bare `--bf16` flag means true
-        configured = True
-    try:
-        return precision_argv(argv, configured, _peek_option(argv, "use_cpu"))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def _config_error(exc: ValueError, prefix: str = "") -> ConfigError:
-    msg = str(exc)
-    if "bf16/gpu" in msg:
-        msg += " (on a CPU-only machine set use_cpu: true, or bf16: false)"
-    return ConfigError(prefix + msg)
-
-
-def parse_sft_args(argv: list[str] | None = None):
-    """``(SFTScriptArguments, trl.SFTConfig, trl.ModelConfig)`` from ``--config FILE.yaml`` plus CLI overrides."""
-    from trl import ModelConfig, SFTConfig, TrlParser
-
-    argv = with_precision(expand_config(list(sys.argv[1:] if argv is None else argv)))
-    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
-    try:
-        return parser.parse_args_and_config(argv)
-    except ValueError as exc:  # unknown YAML keys etc.
-        raise _config_error(exc) from exc
-
-
-def parse_grpo_args(argv: list[str] | None = None):
-    """``(GRPOScriptArguments, trl.GRPOConfig | trl.RLOOConfig, trl.ModelConfig)``.
-
-    The trainer config class depends on ``algorithm``, which is read first from the command line or the YAML.
-    """
-    from trl import GRPOConfig, ModelConfig, RLOOConfig, TrlParser
-
-    argv = with_precision(expand_config(list(sys.argv[1:] if argv is None else argv)))
-    algorithm = _peek_option(argv, "algorithm") or "grpo"
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(f"algorithm: {algorithm!r} is not supported; expected one of {', '.join(ALGORITHMS)}")
-    config_cls = GRPOConfig if algorithm == "grpo" else RLOOConfig
-    parser = TrlParser((GRPOScriptArguments, config_cls, ModelConfig))
-    try:
-        return parser.parse_args_and_config(argv)
-    except ValueError as exc:  # TRL's own checks (generation batch vs num_generations, unknown YAML keys)
-        raise _config_error(exc, f"{config_cls.__name__}: ") from exc
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -312,6 +210,9 @@ def _hub_cached(repo_id: str) -> bool:
 def _validate_common(script_args: WiseScriptArguments, training_args, model_args) -> None:
     if not script_args.dataset:
         raise ConfigError("dataset: missing; give a source load_source reads (folder, file, hub name) or 'shapeworld'")
+    if script_args.dataset_config is not None:
+        raise ConfigError(f"dataset_config: {script_args.dataset_config!r}: hub dataset configurations are not "
+                          "supported; point dataset at that configuration's parquet/jsonl files or a save_to_disk folder")
     ds = script_args.dataset
     if ds != "shapeworld" and not Path(ds).exists():
         looks_local = ds.startswith((".", "/", "~")) or ds.endswith((".parquet", ".jsonl", ".json", ".arrow"))
@@ -707,6 +608,11 @@ def maybe_init_cpu_deepspeed() -> None:
     if dist.is_available() and not dist.is_initialized():
         import deepspeed
 
+        cache = Path(os.environ.get("TORCH_EXTENSIONS_DIR", Path.home() / ".cache" / "torch_extensions"))
+        if not any(cache.glob("**/cpu_adam*")):  # nothing built yet: the next minutes are a compiler, not a hang
+            logger.info("DeepSpeed on CPU: the first launch compiles DeepSpeed's CPU ops (2-3 minutes on a small "
+                        "machine, no output meanwhile); the build is cached in %s for later launches", cache)
+
         deepspeed.init_distributed(dist_backend="gloo")
 
 
@@ -920,7 +826,7 @@ class SampleCompletionsCallback(_trainer_callback_base()):
                 for rec in records:
                     f.write(json.dumps(rec) + "\n")
             for rec in records:
-                logger.info("step %d sample %s: %s", rec["step"], rec["id"], rec["completion"][:300])
+                logger.info("step %d sample %s: %s", rec["step"], rec["id"], " ".join(rec["completion"].split())[:200])
 
 
 def sample_rows(dataset, count: int) -> list[dict]:
@@ -934,16 +840,27 @@ def sample_rows(dataset, count: int) -> list[dict]:
 
 
 def configure_logging(training_args) -> None:
-    """Python / transformers / datasets log levels from ``log_level`` (main process) like open-r1."""
+    """Python / transformers / datasets log levels from ``log_level`` (main process) like open-r1.
+
+    The recipe's own news (what is trained, trainable parameters, resuming from …, model saved to …) is INFO from
+    this project's loggers: at the default ``log_level: passive`` the main process shows it and the libraries stay
+    at their default (warnings); other processes show warnings only, so each line appears once."""
     import datasets
     import transformers
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     level = training_args.get_process_log_level()
-    logger.setLevel(level)
-    logging.getLogger("wise_rl").setLevel(level)
+    own = level
+    if training_args.log_level == "passive" and training_args.should_log:
+        own = logging.INFO
+    for name in ("wise_rl", "recipes", "rewards"):
+        logging.getLogger(name).setLevel(own)
+    logger.setLevel(own)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
+    # Deprecation notices raised from inside the libraries' training step (TRL asks for a renamed attribute at every
+    # step): shown once, not once per step.
+    warnings.filterwarnings("once", category=FutureWarning, module=r"(transformers|trl|accelerate|peft)\.")
 
 
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")  # Qwen2(.5)-VL, LLaVA-likes, Idefics/SigLIP-likes

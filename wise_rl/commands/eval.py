@@ -11,15 +11,17 @@ import argparse
 import logging
 from pathlib import Path
 
-from wise_rl import formats, metrics
+from wise_rl import formats
+from wise_rl.commands import PROTOCOLS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model folder (Qwen2.5-VL checkpoint or wise-rl tiny-model output)")
     parser.add_argument("--dataset", help="any source wise_rl.data.loaders.load_source accepts")
     parser.add_argument("--split", default=None, help="split of the source (default: 'test' if present)")
-    parser.add_argument("--prompt", default="wise", choices=sorted(formats.PROMPT_SPECS),
-                        help="prompt template; wise/wise-s/verbose stop generation at </answer> (default: wise)")
+    parser.add_argument("--prompt", default=None, choices=sorted(formats.PROMPT_SPECS),
+                        help="prompt template; wise/wise-s/verbose stop generation at </answer> (default: the one "
+                             "the model's wise_rl.json records for eval, else wise)")
     parser.add_argument("--mask-decoder", default="box", choices=("box", "sam2"),
                         help="how an answer becomes a mask (default: box)")
     parser.add_argument("--sam2", default=None, help="SAM2 model folder for --mask-decoder sam2")
@@ -28,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=1024)
     parser.add_argument("--limit", type=int, default=None, help="first N samples of the source only")
     parser.add_argument("--shard", default=None, help="i/n: evaluate the i-th of n contiguous shards")
-    parser.add_argument("--protocol", default="lisa", choices=metrics.PROTOCOLS,
+    parser.add_argument("--protocol", default="lisa", choices=PROTOCOLS,
                         help="metric protocol of metrics.json (the other is reported beside it)")
     parser.add_argument("--strict-format", action="store_true",
                         help="count a completion that misses the prompt's layout as failed even if its answer "
@@ -45,10 +47,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _precheck(args: argparse.Namespace, prompt: str) -> None:
+    """Every mistake that can be seen from the arguments, before a model or dataset is loaded (UsageError)."""
+    import json
+
+    from wise_rl.errors import UsageError
+    from wise_rl.evaluate import RUN_FILE, parse_shard
+
+    try:
+        parse_shard(args.shard)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.mask_decoder == "sam2" and not args.sam2:
+        raise UsageError("--mask-decoder sam2 needs --sam2 DIR (a SAM2 model folder)")
+    for flag, value in (("--model", args.model), ("--dataset", args.dataset)):
+        looks_local = value.startswith((".", "/", "~")) or value.count("/") != 1
+        if looks_local and not Path(value).expanduser().exists():
+            if flag == "--model":  # the wording of wise_rl.models.load_model, which would say it later
+                raise UsageError(f"model folder '{value}' does not exist")
+            raise UsageError(f"{flag} {value}: no such file or folder")
+    run_file = Path(args.out) / RUN_FILE
+    if run_file.is_file():  # resuming: the folder must hold this same run
+        old = json.loads(run_file.read_text(encoding="utf-8"))
+        new = {"model": args.model, "dataset": args.dataset, "split": args.split, "prompt": prompt,
+               "mask_decoder": args.mask_decoder, "sam2": args.sam2, "max_new_tokens": args.max_new_tokens,
+               "limit": args.limit, "shard": args.shard, "strict_format": args.strict_format}
+        for key, value in new.items():
+            if key in old and old[key] != value:
+                raise UsageError(f"--out {args.out} holds a run with {key}={old[key]!r}, but this run has "
+                                 f"{key}={value!r}; use another --out folder (or delete the old one)")
+
+
 def run(args: argparse.Namespace) -> int:
-    from wise_rl import evaluate
+    from wise_rl import evaluate, model_info
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.compare and not (Path(args.compare) / "metrics.json").is_file():
+        from wise_rl.errors import UsageError
+
+        raise UsageError(f"--compare {args.compare}: no metrics.json there (give a finished eval output folder)")
     if args.merge:
         result = evaluate.merge_runs(args.merge, args.out, protocol=args.protocol)
         title = f"merged {len(args.merge)} folders → {args.out}"
@@ -56,14 +95,16 @@ def run(args: argparse.Namespace) -> int:
         missing = [flag for flag, value in (("--model", args.model), ("--dataset", args.dataset)) if not value]
         if missing:
             raise SystemExit(f"wise-rl eval: {' and '.join(missing)} required (or use --merge)")
+        prompt = model_info.prompt_for_command(args.model, args.prompt, "eval")
+        _precheck(args, prompt)
         config = evaluate.EvalConfig(
-            model=args.model, dataset=args.dataset, split=args.split, prompt=args.prompt,
+            model=args.model, dataset=args.dataset, split=args.split, prompt=prompt,
             mask_decoder=args.mask_decoder, sam2=args.sam2, batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens, limit=args.limit, shard=args.shard, protocol=args.protocol,
             strict_format=args.strict_format, model_size=args.model_size, lisa_texts=args.lisa_texts,
         )
         result = evaluate.run_eval(config, args.out, progress=not args.quiet)
-        title = f"{args.prompt} on {args.dataset} → {args.out}"
+        title = f"{prompt} on {args.dataset} → {args.out}"
     print(evaluate.format_table(result, title=title))
     if args.compare:
         other = evaluate.load_metrics(args.compare)

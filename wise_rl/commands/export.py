@@ -1,7 +1,8 @@
 """``wise-rl export --adapter DIR --out DIR [--base PATH]``: merge a LoRA adapter into its base model.
 
 The result is a standalone folder (safetensors weights, config, generation config, processor) that
-``wise_rl.models.load_model`` / ``load_processor`` — and so ``wise-rl eval`` / ``infer`` — read like any model.
+``wise_rl.models.load_model`` / ``load_processor`` — and so ``wise-rl eval`` / ``infer`` — read like any model;
+the adapter's ``wise_rl.json`` (how to prompt it) is copied along.
 The base is loaded *unquantized* (``--dtype``, default float32 on CPU, bfloat16 on GPU) even when the adapter was
 trained with QLoRA: the merged weights are W + (α/r)·B·A in full precision.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ def export_merged(adapter, out, base=None, dtype=None, overwrite: bool = False) 
     import torch
     from peft import PeftModel
 
+    from wise_rl import model_info
     from wise_rl.models import load_model, load_processor
 
     adapter, out = Path(adapter), Path(out)
@@ -57,6 +60,9 @@ def export_merged(adapter, out, base=None, dtype=None, overwrite: bool = False) 
     merged.save_pretrained(out, safe_serialization=True)
     processor = load_processor(adapter if _has_processor(adapter) else base)
     processor.save_pretrained(out)
+    prompt_record = model_info.find(adapter)  # how the adapter was trained to be prompted travels with the weights
+    if prompt_record is not None:
+        shutil.copyfile(prompt_record, out / model_info.FILENAME)
     (out / "export.json").write_text(json.dumps(
         {"base": str(base), "adapter": str(adapter), "dtype": str(dtype),
          "lora_r": adapter_config.get("r"), "lora_alpha": adapter_config.get("lora_alpha")}, indent=2) + "\n")

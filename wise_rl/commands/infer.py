@@ -1,6 +1,10 @@
 """``wise-rl infer``: answer one image + query, print the concise rationale and the answer, save an overlay.
 
-    wise-rl infer --model DIR --image photo.jpg --query "the cup nearest the laptop" --out overlay.png
+    wise-rl infer --model DIR --image photo.jpg --query "the cup nearest the laptop" --out overlay.png \
+        [--gt-bbox X1 Y1 X2 Y2 | --gt-mask mask.png]
+
+The overlay is enlarged (nearest) so small images stay readable, the prediction is cyan (a colour no ShapeWorld
+shape has), and a known ground truth is drawn in a panel beside it.
 """
 
 from __future__ import annotations
@@ -16,14 +20,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder")
     parser.add_argument("--image", required=True, help="image file")
     parser.add_argument("--query", required=True, help="what to find")
-    parser.add_argument("--prompt", default="wise-s", choices=sorted(formats.PROMPT_SPECS),
-                        help="prompt template (default: wise-s)")
+    parser.add_argument("--prompt", default=None, choices=sorted(formats.PROMPT_SPECS),
+                        help="prompt template (default: the one the model's wise_rl.json records for infer, else "
+                             "wise-s)")
     parser.add_argument("--mask-decoder", default="box", choices=("box", "sam2"))
     parser.add_argument("--sam2", default=None, help="SAM2 model folder for --mask-decoder sam2")
     parser.add_argument("--max-new-tokens", type=int, default=1024)
     parser.add_argument("--model-size", type=int, default=None,
                         help="square frame the model answers in (default: from the processor, else 840)")
     parser.add_argument("--out", required=True, help="overlay PNG to write")
+    parser.add_argument("--gt-bbox", type=float, nargs=4, default=None, metavar=("X1", "Y1", "X2", "Y2"),
+                        help="ground-truth box in the image's pixels: drawn in a panel beside the prediction")
+    parser.add_argument("--gt-mask", default=None, metavar="PNG",
+                        help="ground-truth mask (non-zero pixels = target), the image's size: drawn beside it")
+    parser.add_argument("--min-side", type=int, default=448,
+                        help="enlarge the overlay (nearest, integer factor) until its shorter side is at least "
+                             "this many px (default 448; 1 = the image's own size)")
 
 
 def infer(model_dir, image_path, query: str, prompt: str = "wise-s", mask_decoder: str = "box", sam2=None,
@@ -55,9 +67,15 @@ def infer(model_dir, image_path, query: str, prompt: str = "wise-s", mask_decode
 
 
 def run(args: argparse.Namespace) -> int:
-    from wise_rl.overlay import draw_overlay
+    from wise_rl import model_info
+    from wise_rl.overlay import render_result
 
-    result = infer(args.model, args.image, args.query, prompt=args.prompt, mask_decoder=args.mask_decoder,
+    if args.gt_mask and not Path(args.gt_mask).is_file():
+        raise FileNotFoundError(f"--gt-mask {args.gt_mask}: no such file")
+    if not Path(args.image).is_file():
+        raise FileNotFoundError(f"--image {args.image}: no such file")
+    prompt = model_info.prompt_for_command(args.model, args.prompt, "infer")
+    result = infer(args.model, args.image, args.query, prompt=prompt, mask_decoder=args.mask_decoder,
                    sam2=args.sam2, max_new_tokens=args.max_new_tokens, model_size=args.model_size)
     print(f"concise: {result['concise']}")
     if result["answer"] is None:
@@ -67,8 +85,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"answer (model frame): {json.dumps(result['answer'])}")
         print(f"answer (original frame): {json.dumps({k: [round(v, 1) for v in vs] for k, vs in result['answer_original'].items()})}")
     a = result["answer_original"]
-    overlay = draw_overlay(result["image"], mask=result["mask"], bbox=a["bbox"] if a else None,
-                           points=[a["points_1"], a["points_2"]] if a else None)
+    gt_mask = None
+    if args.gt_mask:
+        import numpy as np
+        from PIL import Image
+
+        gt_mask = (np.asarray(Image.open(args.gt_mask).convert("L")) > 0).astype(np.uint8)
+    overlay = render_result(result["image"], mask=result["mask"], bbox=a["bbox"] if a else None,
+                            points=[a["points_1"], a["points_2"]] if a else None, gt_mask=gt_mask,
+                            gt_bbox=args.gt_bbox, min_side=args.min_side)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     overlay.save(out)

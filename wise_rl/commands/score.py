@@ -10,7 +10,8 @@ import json
 import logging
 from pathlib import Path
 
-from wise_rl import formats, metrics
+from wise_rl import formats
+from wise_rl.commands import PROTOCOLS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "text, id = image name) or 'all' (one sample per text, ids NAME#k)")
     parser.add_argument("--mask-decoder", default="box", choices=("box", "sam2"))
     parser.add_argument("--sam2", default=None, help="SAM2 model folder for --mask-decoder sam2")
-    parser.add_argument("--protocol", default="lisa", choices=metrics.PROTOCOLS)
+    parser.add_argument("--protocol", default="lisa", choices=PROTOCOLS)
     parser.add_argument("--prompt", default="wise", choices=sorted(formats.PROMPT_SPECS),
                         help="layout the completions follow (default: wise = <think>…</think><answer>…</answer>)")
     parser.add_argument("--strict-format", action="store_true",

@@ -1,6 +1,8 @@
 """``wise-rl synth``: generate the ShapeWorld reasoning-segmentation dataset and save it with ``save_to_disk``.
 
-    wise-rl synth --out data/shapeworld --n 20000 --seed 0 [--image-size 112] [--test-fraction 0.1]
+    wise-rl synth --out data/shapeworld --n 20000 --seed 0 [--image-size 112] [--test-fraction 0.1] [--overwrite]
+
+A non-empty ``--out`` needs ``--overwrite`` (as for ``build-sft`` and ``export``).
 
 n_test = round(n × test_fraction), n_train = n − n_test. Prints the split sizes, the query families' counts,
 the random-shape and centre-box baselines on the test split, and the wall time.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=112, help="square image side in px (= the model frame)")
     parser.add_argument("--test-fraction", type=float, default=0.1, help="share of --n held out as the test split")
     parser.add_argument("--num-proc", type=int, default=None, help="worker processes (default: 1)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"wise-rl synth: --n must be positive, got {args.n}")
     if not 0.0 <= args.test_fraction < 1.0:
         raise SystemExit(f"wise-rl synth: --test-fraction must be in [0, 1), got {args.test_fraction}")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise FileExistsError(f"--out {out} is not empty; pass --overwrite to replace it")
     n_test = int(round(args.n * args.test_fraction))
     n_train = args.n - n_test
     start = time.perf_counter()
