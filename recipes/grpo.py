@@ -33,6 +33,9 @@ def main(script_args, training_args, model_args) -> dict:
     # ---- checks first: nothing heavy is loaded when a value is wrong
     training.validate_grpo_args(script_args, training_args, model_args)
     training.configure_logging(training_args)
+    finished = training.finished_summary(script_args, training_args)
+    if finished is not None:  # a finished run is left alone (raise max_steps to extend it)
+        return finished
     training.maybe_init_cpu_deepspeed()
     trainer, processor, train_rows = build_trainer(script_args, training_args, model_args)
     training.apply_freezing(trainer.model, script_args)
