@@ -100,8 +100,10 @@ class WiseScriptArguments:
     )
     tiny_model_preset: str | None = field(
         default=None,
-        metadata={"help": "If set and model_name_or_path does not exist, build a random-weight model of this "
-                  "wise_rl.models preset (tiny|small) there first. For CPU demos and tests."},
+        metadata={"help": "Explicit request to build a random-weight model of this wise_rl.models preset "
+                  "(tiny|small) at model_name_or_path when no model is there (for CPU demos and tests; off by "
+                  "default, so a mistyped path is an error, not a random model). `wise-rl tiny-model` does the same "
+                  "as a separate step."},
     )
     resume: bool = field(
         default=True,
@@ -344,8 +346,19 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
             raise ConfigError(
                 f"model_name_or_path: {path!r} does not exist"
                 + (" and is not in the hub cache (HF_HUB_OFFLINE=1)" if _offline() and not looks_local else "")
-                + " (set tiny_model_preset to build a random-weight test model there)"
+                + f" (a random-weight test model is built only on request: `wise-rl tiny-model --out {path}`, "
+                "or --tiny_model_preset tiny)"
             )
+    if Path(path).is_file():
+        raise ConfigError(f"model_name_or_path: {path!r} is a file; give a model folder or a hub id")
+    if Path(path).is_dir() and not (Path(path) / "config.json").is_file() and script_args.tiny_model_preset is None:
+        raise ConfigError(f"model_name_or_path: {path!r} holds no config.json; not a model folder")
+
+    out = Path(training_args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir: {str(out)!r} is an existing file; give a folder")
+    if not training_args.learning_rate > 0:  # also catches NaN
+        raise ConfigError(f"learning_rate: must be > 0, got {training_args.learning_rate}")
     if script_args.tiny_model_preset is not None:
         from wise_rl.models import PRESETS
 
@@ -620,7 +633,8 @@ def ensure_model(script_args: WiseScriptArguments, model_args) -> str:
 
         with PartialState().main_process_first():
             if not (Path(path) / "config.json").is_file():
-                logger.info("building a random-weight %r model in %s", script_args.tiny_model_preset, path)
+                logger.warning("tiny_model_preset: building a random-weight %r model in %s",
+                               script_args.tiny_model_preset, path)
                 build_tiny_model(path, preset=script_args.tiny_model_preset, seed=0,
                                  image_size=script_args.shapeworld_image_size)
     return path
