@@ -351,8 +351,6 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
             )
     if Path(path).is_file():
         raise ConfigError(f"model_name_or_path: {path!r} is a file; give a model folder or a hub id")
-    if Path(path).is_dir() and not (Path(path) / "config.json").is_file() and script_args.tiny_model_preset is None:
-        raise ConfigError(f"model_name_or_path: {path!r} holds no config.json; not a model folder")
 
     out = Path(training_args.output_dir)
     if out.exists() and not out.is_dir():
