@@ -113,7 +113,7 @@ def uninterrupted(tiny_model_dir, shapeworld_dir, tmp_path_factory):
 
 
 CASES = [(kind, False, moment) for kind in ("sft", "grpo") for moment in ("mid-step", "mid-save", "after-last")]
-CASES += [("sft", True, "mid-step"), ("grpo", True, "mid-save")]
+CASES += [("sft", True, "mid-step"), ("grpo", True, "mid-save"), ("sft", True, "after-last")]
 
 
 @pytest.mark.parametrize(("kind", "lora", "moment"), CASES, ids=lambda v: {True: "lora", False: "full"}.get(v, v))
