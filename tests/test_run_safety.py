@@ -150,6 +150,20 @@ def test_a_second_eval_on_a_held_folder_is_refused_naming_the_holder(tmp_path, r
     assert _eval(rows, shapeworld_dir, out)["n"] == 4
 
 
+def test_the_console_script_prints_the_refusal_as_one_line(tmp_path, tiny_model_dir, shapeworld_dir, monkeypatch,
+                                                          capsys):
+    from wise_rl import cli
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["wise-rl", "eval", "--model", str(tiny_model_dir), "--dataset",
+                                      str(shapeworld_dir), "--out", str(out), "--limit", "2", "--quiet"])
+    with outdir.hold_folder(out, "wise-rl eval"):
+        assert cli.entry() == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"wise-rl eval: error: {out} is in use by wise-rl eval (pid {os.getpid()} on ")
+    assert "\n" not in err and not (out / evaluate.SAMPLES_FILE).exists()
+
+
 def test_the_same_process_cannot_hold_a_folder_twice(tmp_path):
     with outdir.hold_folder(tmp_path, "first"):
         with pytest.raises(outdir.FolderLockedError, match=f"pid {os.getpid()}"):

@@ -66,12 +66,13 @@ def entry() -> int:
     """The ``wise-rl`` console script: :func:`main` with user errors printed as ``wise-rl VERB: error: …``."""
     import os
 
+    from wise_rl.outdir import DiskFullError, FolderLockedError
     from wise_rl.training import ConfigError
 
     argv = sys.argv[1:]
     try:
         return main(argv)
-    except (*USER_ERRORS, ConfigError) as exc:
+    except (*USER_ERRORS, ConfigError, FolderLockedError, DiskFullError) as exc:
         if os.environ.get("WISE_RL_TRACEBACK"):
             raise
         verb = argv[0] if argv and argv[0] in COMMANDS else ""
