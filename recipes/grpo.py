@@ -13,7 +13,8 @@ PPOTrainer); ``algorithm: rloo`` uses ``trl.RLOOTrainer``. Rewards come by name 
 TRL logs ``rewards/<name>/mean`` for every component, the KL, completion lengths; this recipe adds
 ``completions/think_tokens`` etc., and ``log_completions`` writes sample completions under ``output_dir/completions``.
 
-Shape (open-r1): parse → data → model → trainer → train → save; re-running the same command resumes.
+Shape (open-r1): parse → data → model → trainer → train → save; re-running the same command resumes (weights
+included), and leaves a finished run alone.
 """
 
 from __future__ import annotations

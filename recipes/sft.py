@@ -10,7 +10,8 @@ with the ``wise-train`` prompt; ``target_mode: verbose`` trains the chain-of-tho
 TRL prompt–completion pairs, tokenised separately as generation sees them.
 
 Shape (open-r1): parse → data → model → trainer → train → save. Re-running the same command resumes from the last
-complete checkpoint in ``output_dir``; ``--resume_from_checkpoint PATH`` picks one; ``--resume false`` starts over.
+complete checkpoint in ``output_dir`` (weights included); a finished run is left alone (a larger ``max_steps``
+extends it); ``--resume_from_checkpoint PATH`` picks one; ``--resume false`` starts over.
 """
 
 from __future__ import annotations

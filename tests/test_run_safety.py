@@ -310,3 +310,15 @@ def test_a_truncated_jsonl_line_is_skipped_and_counted_under_skip_invalid(tmp_pa
     assert ds["id"] == ["r0", "r1"]
     assert report["skipped"] == {"bad_json_line": 1} and report["rows_read"] == 3 and report["rows_out"] == 2
     assert len(load_source(_jsonl(tmp_path, cut=False))) == 3  # the intact file loads all rows
+
+
+@pytest.mark.parametrize(("save_steps", "iterations", "warned"), [("1", "2", True), ("2", "2", False), ("3", "1", False)])
+def test_checkpoints_inside_a_reused_rollout_batch_are_warned_about(tiny_model_dir, tmp_path, caplog, save_steps,
+                                                                     iterations, warned):
+    args = training.parse_grpo_args([
+        "--config", str(ROOT / "recipes/tiny/grpo.yaml"), "--model_name_or_path", str(tiny_model_dir),
+        "--output_dir", str(tmp_path), "--gradient_accumulation_steps", "1", "--per_device_train_batch_size", "4",
+        "--num_iterations", iterations, "--save_steps", save_steps])
+    with caplog.at_level("WARNING"):
+        training.validate_grpo_args(*args)
+    assert ("A save_steps multiple of 2 keeps resumes exact" in caplog.text) == warned

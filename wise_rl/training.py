@@ -30,6 +30,7 @@ import functools
 import importlib
 import json
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -475,6 +476,26 @@ def validate_grpo_args(script_args: GRPOScriptArguments, training_args, model_ar
         raise ConfigError(f"beta: the KL coefficient must be ≥ 0, got {training_args.beta}")
     if model_args.load_in_4bit and training_args.use_vllm:
         raise ConfigError("use_vllm: vLLM rollouts do not work with a 4-bit base + LoRA (trl#3654); set use_vllm: false")
+    _warn_checkpoints_inside_rollouts(training_args)
+
+
+def _warn_checkpoints_inside_rollouts(training_args) -> None:
+    """TRL keeps a generation batch in memory while it is reused (``steps_per_generation`` micro-batches ×
+    ``num_iterations``) and does not checkpoint it: a run resumed from a checkpoint inside such a cycle generates
+    new rollouts, so it no longer matches an uninterrupted run. Warn unless every checkpoint ends a cycle."""
+    save_steps = training_args.save_steps
+    strategy = getattr(training_args.save_strategy, "value", training_args.save_strategy)
+    if strategy != "steps" or not save_steps or save_steps < 1:
+        return
+    cycle = (getattr(training_args, "steps_per_generation", None) or training_args.gradient_accumulation_steps) * (
+        getattr(training_args, "num_iterations", 1) or 1)
+    micro = int(save_steps) * training_args.gradient_accumulation_steps
+    if micro % cycle:
+        logger.warning(
+            "save_steps %s ends checkpoints inside a reused generation batch (every %d micro-batches: "
+            "steps_per_generation × num_iterations); a run resumed from one regenerates that batch and differs from "
+            "an uninterrupted run. A save_steps multiple of %d keeps resumes exact.", save_steps, cycle,
+            cycle // math.gcd(cycle, training_args.gradient_accumulation_steps))
 
 
 def reward_options(script_args: GRPOScriptArguments) -> dict[str, dict]:
