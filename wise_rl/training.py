@@ -353,7 +353,7 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
     if Path(path).is_file():
         raise ConfigError(f"model_name_or_path: {path!r} is a file; give a model folder or a hub id")
 
-    out = Path(training_args.output_dir)
+    out = Path(training_args.output_dir or ".")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir: {str(out)!r} is an existing file; give a folder")
     if not training_args.learning_rate > 0:  # also catches NaN
