@@ -17,7 +17,8 @@ to ``output_dir/samples.jsonl`` every N steps (from TRL's ``log_completions`` pa
 says so. ``output_dir/wise_rl.json`` records the prompt the model was trained with (``wise-rl eval`` / ``infer``
 use it).
 
-Shape (open-r1): parse → data → model → trainer → train → save; re-running the same command resumes.
+Shape (open-r1): parse → data → model → trainer → train → save; re-running the same command resumes (weights
+included), and leaves a finished run alone.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def main(script_args, training_args, model_args) -> dict:
     # ---- checks first: nothing heavy is loaded when a value is wrong
     training.validate_grpo_args(script_args, training_args, model_args)
     training.configure_logging(training_args)
+    finished = training.finished_summary(script_args, training_args)
+    if finished is not None:  # a finished run is left alone (raise max_steps to extend it)
+        return finished
     training.maybe_init_cpu_deepspeed()
     trainer, processor, train_rows = build_trainer(script_args, training_args, model_args)
     training.apply_freezing(trainer.model, script_args)

@@ -10,7 +10,8 @@ with the ``wise-train`` prompt; ``target_mode: verbose`` trains the chain-of-tho
 TRL prompt–completion pairs, tokenised separately as generation sees them.
 
 Shape (open-r1): parse → data → model → trainer → train → save. Re-running the same command resumes from the last
-complete checkpoint in ``output_dir``; ``--resume_from_checkpoint PATH`` picks one; ``--resume false`` starts over.
+complete checkpoint in ``output_dir`` (weights included); a finished run is left alone (a larger ``max_steps``
+extends it); ``--resume_from_checkpoint PATH`` picks one; ``--resume false`` starts over.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def main(script_args, training_args, model_args) -> dict:
     # ---- checks first: nothing heavy is loaded when a value is wrong
     training.validate_sft_args(script_args, training_args, model_args)
     training.configure_logging(training_args)
+    finished = training.finished_summary(script_args, training_args)
+    if finished is not None:  # a finished run is left alone (raise max_steps to extend it)
+        return finished
     training.maybe_init_cpu_deepspeed()
     prompt_template = training.sft_prompt_template(script_args)
     logger.info("SFT: target_mode=%s prompt=%s model=%s out=%s", script_args.target_mode, prompt_template,

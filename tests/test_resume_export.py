@@ -47,7 +47,7 @@ def test_rerun_continues_the_step_count_from_the_last_complete_checkpoint(resume
     logged_steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert logged_steps == [1, 2, 3, 4]  # steps 1-2 come from the first run's checkpoint
     assert (out / "checkpoint-4" / "trainer_state.json").is_file()
-    assert list(out.glob("checkpoint-3.incomplete-*")), "the half-written checkpoint was not set aside"
+    assert list(out.glob("incomplete/checkpoint-3.*")), "the half-written checkpoint was not set aside"
 
 
 def test_resume_from_an_explicit_checkpoint_and_refuse_incomplete_ones(resumed_run, tmp_path):
@@ -55,7 +55,7 @@ def test_resume_from_an_explicit_checkpoint_and_refuse_incomplete_ones(resumed_r
     args = training.parse_sft_args(["--output_dir", str(out), "--resume_from_checkpoint", str(out / "checkpoint-2"),
                                     "--use_cpu", "true"])
     assert training.resolve_resume(args[0], args[1]) == str(out / "checkpoint-2")
-    incomplete = next(out.glob("checkpoint-3.incomplete-*"))
+    incomplete = next(out.glob("incomplete/checkpoint-3.*"))
     args = training.parse_sft_args(["--output_dir", str(out), "--resume_from_checkpoint", str(incomplete),
                                     "--use_cpu", "true"])
     with pytest.raises(training.ConfigError, match="not a complete checkpoint"):

@@ -221,19 +221,7 @@ def test_unknown_yaml_key_is_reported(tmp_path):
         training.parse_sft_args(["--config", str(cfg)])
 
 
-# ---- checkpoints ------------------------------------------------------------------------------------------------
-def test_last_complete_checkpoint_skips_and_quarantines_incomplete_ones(tmp_path, caplog):
-    for step, complete in ((2, True), (4, True), (6, False)):
-        d = tmp_path / f"checkpoint-{step}"
-        d.mkdir()
-        if complete:
-            (d / "trainer_state.json").write_text("{}")
-    with caplog.at_level("WARNING"):
-        assert training.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
-    assert "checkpoint-6 is incomplete" in caplog.text
-    assert not (tmp_path / "checkpoint-6").exists()
-    assert len(list(tmp_path.glob("checkpoint-6.incomplete-*"))) == 1
-    assert training.last_complete_checkpoint(tmp_path / "absent") is None
+# ---- checkpoints: see tests/test_run_safety.py and tests/test_crash_resume.py ------------------------------------
 
 
 # ---- lengths diagnostics ------------------------------------------------------------------------------------------

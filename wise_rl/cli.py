@@ -76,6 +76,9 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     evaluate = sys.modules.get("wise_rl.evaluate")
     if evaluate is not None:
         types.append(evaluate.EvalError)
+    outdir = sys.modules.get("wise_rl.outdir")  # a folder held by another run, a full disk
+    if outdir is not None:
+        types += [outdir.FolderLockedError, outdir.DiskFullError]
     return tuple(types)
 
 

@@ -332,13 +332,15 @@ def make_decoder(name: str = "box", sam2: str | os.PathLike | None = None):
 # ----------------------------------------------------------------------------------------------------------------
 def read_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Records of a ``samples.jsonl``. A last line that is not valid JSON or lacks its newline (a run killed while
-    writing) is ignored (logged); a bad line anywhere else is an error naming the line."""
+    writing) is ignored (logged); a bad line anywhere else, or an id written twice (two runs appended to one file),
+    is an :class:`EvalError` naming the lines."""
     path = Path(path)
     if not path.is_file():
         return []
     raw = path.read_bytes().decode("utf-8", errors="replace")
     lines = raw.split("\n")
     records = []
+    first_line: dict[Any, int] = {}
     for k, line in enumerate(lines):
         last = k == len(lines) - 1
         if not line.strip():
@@ -356,6 +358,11 @@ def read_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
         if last:  # complete JSON but no trailing newline: still a half-written line
             logger.warning("%s: ignoring the last line (no newline); it will be recomputed", path)
             continue
+        if rec["id"] in first_line:
+            raise EvalError(f"{path}, line {k + 1}: id {rec['id']!r} was already written on line "
+                            f"{first_line[rec['id']]} (two runs wrote to this folder?); keep one copy of each id, "
+                            "or delete the folder and re-run")
+        first_line[rec["id"]] = k + 1
         records.append(rec)
     return records
 
@@ -570,7 +577,16 @@ def run_eval(
 
     ``generator`` (images, queries) → :class:`Generation` list; default: an :class:`HFGenerator` on
     ``config.model``. ``dataset`` overrides loading ``config.dataset`` (rows in the sample schema).
+    The run holds ``out_dir`` (:func:`wise_rl.outdir.hold_folder`): a second run on the same folder raises
+    :class:`wise_rl.outdir.FolderLockedError` naming the process that holds it.
     """
+    from wise_rl.outdir import hold_folder
+
+    with hold_folder(out_dir, "wise-rl eval"):
+        return _run_eval(config, out_dir, generator, tokenizer, dataset, progress)
+
+
+def _run_eval(config, out_dir, generator, tokenizer, dataset, progress) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     if config.prompt not in formats.PROMPT_SPECS:

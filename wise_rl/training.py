@@ -29,15 +29,15 @@ import functools
 import importlib
 import json
 import logging
+import math
 import os
 import sys
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wise_rl import formats
+from wise_rl import checkpoints, formats
 from wise_rl.errors import ConfigError  # re-exported: callers catch training.ConfigError
 from wise_rl.recipe_args import (  # noqa: F401  (re-exported: recipes, demo, bench and tests call training.parse_*)
     ALGORITHMS,
@@ -120,8 +120,10 @@ class WiseScriptArguments:
     )
     tiny_model_preset: str | None = field(
         default=None,
-        metadata={"help": "If set and model_name_or_path does not exist, build a random-weight model of this "
-                  "wise_rl.models preset (tiny|small) there first. For CPU demos and tests."},
+        metadata={"help": "Explicit request to build a random-weight model of this wise_rl.models preset "
+                  "(tiny|small) at model_name_or_path when no model is there (for CPU demos and tests; off by "
+                  "default, so a mistyped path is an error, not a random model). `wise-rl tiny-model` does the same "
+                  "as a separate step."},
     )
     resume: bool = field(
         default=True,
@@ -246,8 +248,17 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
             raise ConfigError(
                 f"model_name_or_path: {path!r} does not exist"
                 + (" and is not in the hub cache (HF_HUB_OFFLINE=1)" if _offline() and not looks_local else "")
-                + " (set tiny_model_preset to build a random-weight test model there)"
+                + f" (a random-weight test model is built only on request: `wise-rl tiny-model --out {path}`, "
+                "or --tiny_model_preset tiny)"
             )
+    if Path(path).is_file():
+        raise ConfigError(f"model_name_or_path: {path!r} is a file; give a model folder or a hub id")
+
+    out = Path(training_args.output_dir or ".")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir: {str(out)!r} is an existing file; give a folder")
+    if not training_args.learning_rate > 0:  # also catches NaN
+        raise ConfigError(f"learning_rate: must be > 0, got {training_args.learning_rate}")
     if script_args.tiny_model_preset is not None:
         from wise_rl.models import PRESETS
 
@@ -366,6 +377,26 @@ def validate_grpo_args(script_args: GRPOScriptArguments, training_args, model_ar
         raise ConfigError(f"beta: the KL coefficient must be ≥ 0, got {training_args.beta}")
     if model_args.load_in_4bit and training_args.use_vllm:
         raise ConfigError("use_vllm: vLLM rollouts do not work with a 4-bit base + LoRA (trl#3654); set use_vllm: false")
+    _warn_checkpoints_inside_rollouts(training_args)
+
+
+def _warn_checkpoints_inside_rollouts(training_args) -> None:
+    """TRL keeps a generation batch in memory while it is reused (``steps_per_generation`` micro-batches ×
+    ``num_iterations``) and does not checkpoint it: a run resumed from a checkpoint inside such a cycle generates
+    new rollouts, so it no longer matches an uninterrupted run. Warn unless every checkpoint ends a cycle."""
+    save_steps = training_args.save_steps
+    strategy = getattr(training_args.save_strategy, "value", training_args.save_strategy)
+    if strategy != "steps" or not save_steps or save_steps < 1:
+        return
+    cycle = (getattr(training_args, "steps_per_generation", None) or training_args.gradient_accumulation_steps) * (
+        getattr(training_args, "num_iterations", 1) or 1)
+    micro = int(save_steps) * training_args.gradient_accumulation_steps
+    if micro % cycle:
+        logger.warning(
+            "save_steps %s ends checkpoints inside a reused generation batch (every %d micro-batches: "
+            "steps_per_generation × num_iterations); a run resumed from one regenerates that batch and differs from "
+            "an uninterrupted run. A save_steps multiple of %d keeps resumes exact.", save_steps, cycle,
+            cycle // math.gcd(cycle, training_args.gradient_accumulation_steps))
 
 
 def reward_options(script_args: GRPOScriptArguments) -> dict[str, dict]:
@@ -529,7 +560,8 @@ def ensure_model(script_args: WiseScriptArguments, model_args) -> str:
 
         with PartialState().main_process_first():
             if not (Path(path) / "config.json").is_file():
-                logger.info("building a random-weight %r model in %s", script_args.tiny_model_preset, path)
+                logger.warning("tiny_model_preset: building a random-weight %r model in %s",
+                               script_args.tiny_model_preset, path)
                 build_tiny_model(path, preset=script_args.tiny_model_preset, seed=0,
                                  image_size=script_args.shapeworld_image_size)
     return path
@@ -721,44 +753,18 @@ def with_length_diagnostics(func, tokenizer=None, layout: str = "three-stage"):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Checkpoints and resume
+# Checkpoints and resume (the checks themselves live in wise_rl.checkpoints)
 # ----------------------------------------------------------------------------------------------------------------
-TRAINER_STATE = "trainer_state.json"
-
-
-def is_complete_checkpoint(path) -> bool:
-    """A checkpoint is complete once ``trainer_state.json`` exists: transformers writes it last."""
-    return (Path(path) / TRAINER_STATE).is_file()
-
-
-def last_complete_checkpoint(output_dir, quarantine: bool = True) -> str | None:
-    """The highest ``checkpoint-N`` in ``output_dir`` that is complete. Incomplete ones (a run killed while
-    saving) are renamed ``checkpoint-N.incomplete-<time>`` when ``quarantine`` (so a later save of step N does not
-    mix with stale files) and reported with a warning."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    out = Path(output_dir)
-    if not out.is_dir():
-        return None
-    ckpts = []
-    for child in out.iterdir():
-        name = child.name
-        if child.is_dir() and name.startswith(PREFIX_CHECKPOINT_DIR + "-") and name.split("-")[-1].isdigit():
-            ckpts.append((int(name.split("-")[-1]), child))
-    best = None
-    for _step, child in sorted(ckpts):
-        if is_complete_checkpoint(child):
-            best = child
-        else:
-            logger.warning("checkpoint %s is incomplete (no %s): skipped", child, TRAINER_STATE)
-            if quarantine:
-                child.rename(child.with_name(f"{child.name}.incomplete-{int(time.time())}"))
-    return None if best is None else str(best)
+def _truthy(value) -> bool:
+    return value in ("true", "True", True)
 
 
 def resolve_resume(script_args: WiseScriptArguments, training_args) -> str | None:
     """The checkpoint to resume from: ``resume_from_checkpoint`` (a folder, or ``true`` = last in output_dir), else
-    the last complete checkpoint in output_dir when ``resume`` (the default), else None (fresh start)."""
+    the last complete checkpoint in output_dir when ``resume`` (the default), else None (fresh start).
+
+    Incomplete checkpoints in output_dir are moved to ``output_dir/incomplete/`` (main process only); an explicit
+    folder that is not complete is a :class:`ConfigError` saying why."""
     from accelerate import PartialState
 
     requested = training_args.resume_from_checkpoint
@@ -766,18 +772,42 @@ def resolve_resume(script_args: WiseScriptArguments, training_args) -> str | Non
         return None
     state = PartialState()
     if requested not in (None, "", "true", "True", True):
-        if not is_complete_checkpoint(requested):
-            raise ConfigError(f"resume_from_checkpoint: {requested} is not a complete checkpoint (no {TRAINER_STATE})")
+        problem = checkpoints.checkpoint_problem(requested)
+        if problem:
+            raise ConfigError(f"resume_from_checkpoint: {requested} is not a complete checkpoint ({problem})")
         return str(requested)
-    if requested in ("true", "True", True) or script_args.resume:
-        with state.main_process_first():  # only the main process renames incomplete folders
-            last = last_complete_checkpoint(training_args.output_dir, quarantine=state.is_main_process)
-        if last is None and requested in ("true", "True", True):
+    if _truthy(requested) or script_args.resume:
+        with state.main_process_first():  # only the main process moves incomplete folders
+            last = checkpoints.last_complete_checkpoint(training_args.output_dir, quarantine=state.is_main_process)
+        if last is None and _truthy(requested):
             raise ConfigError(f"resume_from_checkpoint: true, but {training_args.output_dir} has no complete checkpoint")
         if last is not None:
             logger.info("resuming from %s", last)
         return last
     return None
+
+
+def finished_summary(script_args: WiseScriptArguments, training_args) -> dict[str, Any] | None:
+    """When ``output_dir`` holds a run that already trained as far as this configuration asks (its ``DONE``
+    marker), the summary of that run (``finished: True``) for the recipe to return without loading anything; None
+    otherwise. A larger ``max_steps`` (or more epochs) resumes and extends it; ``--resume false`` starts over."""
+    if not script_args.resume or training_args.resume_from_checkpoint in ("false", "False", False):
+        return None
+    if training_args.resume_from_checkpoint not in (None, "", "true", "True", True):
+        return None  # an explicit checkpoint: the user asks to train from it
+    done = checkpoints.finished_run(training_args.output_dir, training_args.max_steps, training_args.num_train_epochs)
+    if done is None:
+        return None
+    logger.warning("%s already holds a finished run (step %d): nothing to do. Raise max_steps to extend it, or pass "
+                   "--resume false to start over (its checkpoints are kept aside).", training_args.output_dir,
+                   done["global_step"])
+    return {"global_step": done["global_step"], "resumed_from": None, "finished": True}
+
+
+# Re-exported for callers of the earlier API.
+TRAINER_STATE = checkpoints.TRAINER_STATE
+is_complete_checkpoint = checkpoints.is_complete_checkpoint
+last_complete_checkpoint = checkpoints.last_complete_checkpoint
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -901,29 +931,66 @@ def describe_model(model) -> dict[str, Any]:
 
 
 def save_final(trainer, processor, output_dir) -> None:
-    """Save the final model (adapter when PEFT) + processor into ``output_dir``, then a ``DONE`` marker."""
+    """Save the final model (adapter when PEFT) + processor into ``output_dir``, then the ``DONE`` marker (written
+    last: its presence means the files beside it are the final model of its step)."""
     trainer.save_model(output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(output_dir)
-        Path(output_dir, "DONE").write_text(json.dumps({"global_step": trainer.state.global_step}) + "\n")
+        checkpoints.write_done(output_dir, trainer.state.global_step, trainer.state.max_steps,
+                               trainer.args.num_train_epochs)
     trainer.accelerator.wait_for_everyone()
+
+
+def _at_end(checkpoint: str, training_args) -> bool:
+    """The checkpoint already reached this configuration's last step (a run killed after its final save)."""
+    state = json.loads((Path(checkpoint) / checkpoints.TRAINER_STATE).read_text(encoding="utf-8"))
+    return checkpoints.reached_end(int(state["global_step"]), state, training_args.max_steps,
+                                   training_args.num_train_epochs)
+
+
+def _restore_final_checkpoint(trainer, checkpoint: str) -> dict[str, Any]:
+    """Load the weights and state of a checkpoint that already reached the last step, without training (resuming
+    it through ``trainer.train`` would run one step past ``max_steps``)."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / checkpoints.TRAINER_STATE))
+    logger.info("%s is the last step (%d): saving it as the final model without training", checkpoint,
+                trainer.state.global_step)
+    return {}
 
 
 def train_and_save(trainer, processor, script_args: WiseScriptArguments, training_args, train_rows) -> dict[str, Any]:
     """Train (resuming from the last complete checkpoint when there is one), save metrics, state and the final model.
 
+    Crash safety (docs/ARCHITECTURE.md, "Runs that crash"): resumed weights are the checkpoint's
+    (:func:`wise_rl.checkpoints.restore_weights_on_resume`); a checkpoint that already reached the last step is
+    saved as the final model without training; ``--resume false`` in a used folder moves the earlier run's
+    checkpoints aside; a full disk raises :class:`wise_rl.outdir.DiskFullError` naming output_dir.
+
     Returns the run's summary: ``global_step``, ``resumed_from``, the model description and the train metrics.
     """
+    from wise_rl.outdir import disk_full_errors
+
     model_info = describe_model(trainer.model)
     logger.info("model: %s", model_info)
+    checkpoints.restore_weights_on_resume(trainer)
     checkpoint = resolve_resume(script_args, training_args)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    metrics = dict(result.metrics)
+    if checkpoint is None and (not script_args.resume or training_args.resume_from_checkpoint in ("false", "False")):
+        if trainer.accelerator.is_main_process:
+            checkpoints.set_aside_previous_run(training_args.output_dir)
+        trainer.accelerator.wait_for_everyone()
+    with disk_full_errors(training_args.output_dir, "saving a checkpoint"):
+        if checkpoint is not None and _at_end(checkpoint, training_args):
+            metrics = _restore_final_checkpoint(trainer, checkpoint)
+        else:
+            metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
     metrics["train_samples"] = len(train_rows)
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
-    trainer.save_state()
-    save_final(trainer, processor, training_args.output_dir)
+    with disk_full_errors(training_args.output_dir, "saving the final model"):
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        save_final(trainer, processor, training_args.output_dir)
     logger.info("model saved to %s", training_args.output_dir)
     if hasattr(trainer, "end"):
         trainer.end()

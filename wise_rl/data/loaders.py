@@ -53,6 +53,7 @@ counted in ``report["renamed_ids"]`` and logged.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import os
@@ -178,7 +179,8 @@ def load_source(
     if lisa_texts not in ("first", "all"):
         raise ValueError(f"lisa_texts must be 'first' or 'all', got {lisa_texts!r}")
 
-    label, dataset, lisa_dir, base_dir = _resolve(src, split, kind)
+    bad_lines: list[DataError] | None = [] if skip_invalid else None  # unparseable json lines, when skipped
+    label, dataset, lisa_dir, base_dir = _resolve(src, split, kind, bad_lines)
     if lisa_dir is not None:
         kind, extras = "lisa", []
         from wise_rl.data.lisa import lisa_rows
@@ -204,6 +206,12 @@ def load_source(
     buffer: dict[str, list] = {c: [] for c in columns}
     seen: dict[str, int] = {}
     used: set[str] = set()
+    for item in bad_lines or []:  # counted like any other skipped row
+        stats["rows_read"] += 1
+        stats["skipped"][item.code] += 1
+        examples = stats["skipped_examples"].setdefault(item.code, [])
+        if len(examples) < 5:
+            examples.append(str(item))
 
     progress = tqdm(total=n_in, desc=f"load {kind}", unit="row", disable=n_in < _PROGRESS_MIN_ROWS)
     try:
@@ -274,8 +282,9 @@ def _unique_id(row_id: str, seen: dict[str, int], used: set[str], stats: dict) -
 # Source resolution
 
 
-def _resolve(src: Any, split: str | None, kind: str | None):
-    """→ (label, dataset or None, lisa folder or None, base folder for relative image paths or None)."""
+def _resolve(src: Any, split: str | None, kind: str | None, bad_lines: list | None = None):
+    """→ (label, dataset or None, lisa folder or None, base folder for relative image paths or None).
+    ``bad_lines``: see :func:`_load_files`."""
     if isinstance(src, DatasetDict):
         return "<DatasetDict>", _pick_split(src, split, "<DatasetDict>"), None, None
     if isinstance(src, Dataset):
@@ -302,12 +311,12 @@ def _resolve(src: Any, split: str | None, kind: str | None):
         if not files:
             raise DataError(label, None, None, "folder holds no save_to_disk dataset, no parquet/jsonl/json files "
                             "and no LISA NAME.jpg + NAME.json pairs", code="bad_source")
-        return label, _load_files(_pick_file_split(files, split, label), label), None, path
+        return label, _load_files(_pick_file_split(files, split, label), label, bad_lines), None, path
     if path.is_file():
         if path.suffix not in _DATA_SUFFIXES:
             raise DataError(label, None, None, f"unsupported file type {path.suffix!r} (parquet, jsonl or json)",
                             code="bad_source")
-        return label, _load_files([path], label), None, path.parent
+        return label, _load_files([path], label, bad_lines), None, path.parent
     looks_like_path = (
         str(src).startswith((".", "/", "~")) or str(src).endswith(_DATA_SUFFIXES) or str(src).count("/") > 1
         or os.sep in str(src) and os.sep != "/"
@@ -343,7 +352,32 @@ def _pick_file_split(files: list[Path], split: str | None, label: str) -> list[P
     return _pick_split(groups, split, label)  # type: ignore[arg-type]  # a dict of lists works the same way
 
 
-def _load_files(files: list[Path], label: str) -> Dataset:
+def _json_line_errors(path: Path) -> list[tuple[int, str]]:
+    """``(line number, reason)`` of each non-empty line of a JSON-lines file that is not a JSON object (a truncated
+    file ends with one). A ``.json`` file holding one JSON document has none."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".json":
+        try:
+            json.loads(text)
+            return []
+        except json.JSONDecodeError:
+            pass  # maybe JSON lines under a .json name
+    errors = []
+    for k, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            if not isinstance(json.loads(line), dict):
+                errors.append((k, "not a JSON object"))
+        except json.JSONDecodeError as exc:
+            errors.append((k, f"not valid JSON ({exc.msg} at column {exc.colno}; a truncated file?)"))
+    return errors
+
+
+def _load_files(files: list[Path], label: str, bad_lines: list | None = None) -> Dataset:
+    """The rows of parquet or json/jsonl ``files``. A json line that does not parse raises a :class:`DataError`
+    naming the file and line; with ``bad_lines`` (a list, when the caller skips invalid rows) each bad line is
+    appended to it as a DataError (code ``bad_json_line``) and the other lines load."""
     suffixes = {f.suffix for f in files}
     try:
         if suffixes == {".parquet"}:
@@ -351,9 +385,41 @@ def _load_files(files: list[Path], label: str) -> Dataset:
         if suffixes <= {".jsonl", ".json"}:
             return Dataset.from_json([str(f) for f in files])
     except Exception as exc:  # noqa: BLE001
+        if suffixes <= {".jsonl", ".json"}:
+            found = [(f, k, why) for f in files for k, why in _json_line_errors(f)]
+            if found and bad_lines is None:
+                f, k, why = found[0]
+                more = f" ({len(found) - 1} more bad lines)" if len(found) > 1 else ""
+                raise DataError(str(f), f"line {k}", None, why + more + "; skip_invalid skips and counts them",
+                                code="bad_json_line") from exc
+            if found:
+                return _load_json_without(files, found, label, bad_lines)
         raise DataError(label, None, None, f"cannot read data files: {exc}", code="bad_source") from exc
     raise DataError(label, None, None, f"mixed file types {sorted(suffixes)}: use one of parquet or jsonl/json",
                     code="bad_source")
+
+
+def _load_json_without(files: list[Path], found: list, label: str, bad_lines: list) -> Dataset:
+    """Load json ``files`` leaving out the ``found`` bad lines (copies in a temporary folder), recording each."""
+    import tempfile
+
+    drop: dict[Path, set[int]] = {}
+    for f, k, why in found:
+        drop.setdefault(f, set()).add(k)
+        bad_lines.append(DataError(str(f), f"line {k}", None, why, code="bad_json_line"))
+    with tempfile.TemporaryDirectory(prefix="wise-rl-json-") as tmp:
+        paths = []
+        for i, f in enumerate(files):
+            if f in drop:
+                lines = f.read_text(encoding="utf-8", errors="replace").split("\n")
+                kept = [line for k, line in enumerate(lines, start=1) if k not in drop[f]]
+                f = Path(tmp, f"{i}.jsonl")
+                f.write_text("\n".join(kept), encoding="utf-8")
+            paths.append(str(f))
+        try:
+            return Dataset.from_json(paths, keep_in_memory=True)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(label, None, None, f"cannot read data files: {exc}", code="bad_source") from exc
 
 
 def _load_hub(name: str, split: str | None) -> Dataset:
