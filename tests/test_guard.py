@@ -78,8 +78,8 @@ def test_memorised_target_is_reproduced_by_greedy_eval_generation(tmp_path, samp
     eval path scores it perfectly against its own box."""
     from datasets import Dataset
 
-    from wise_rl.data.shapeworld import box_iou
     from wise_rl.evaluate import HFGenerator
+    from wise_rl.metrics import box_iou
     from wise_rl.models import build_tiny_model, load_model, load_processor
     from wise_rl.pretrain import PretrainConfig, make_trainer, pretrain_row
 

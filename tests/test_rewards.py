@@ -458,7 +458,7 @@ def test_wise_rewards_helper_builds_the_official_set():
 
 @pytest.mark.parametrize("module", ["rewards", "rewards._parse", "rewards.format", "rewards.answer_schema",
                                     "rewards.geometry", "rewards.mask_iou", "rewards.distillation", "rewards.length",
-                                    "wise_rl.masks"])
+                                    "wise_rl.masks", "wise_rl.metrics"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -16,7 +16,6 @@ from wise_rl.data.shapeworld import (
     COLOURS,
     CORNERS,
     KINDS,
-    box_iou,
     centre_box_baseline,
     generate_dataset,
     iter_samples,
@@ -24,6 +23,7 @@ from wise_rl.data.shapeworld import (
     random_shape_baseline,
     render_scene,
 )
+from wise_rl.metrics import box_iou
 
 _WORDS = {"no": 0, "three": 3, "four": 4, "five": 5, "six": 6}
 

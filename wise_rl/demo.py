@@ -502,17 +502,14 @@ def _say(msg: str) -> None:
 def box_scores(run: Run, variant: str, n: int | None = None) -> dict[str, float]:
     """Box IoU (pixel-inclusive, as the baselines) of each sample's predicted bbox vs the ground-truth bbox:
     ``box_acc50`` = share with IoU > 0.5, ``box_mean_iou``; a sample without an answer scores 0."""
-    from wise_rl.data.shapeworld import box_iou
     from wise_rl.evaluate import read_samples
+    from wise_rl.metrics import box_scores as score_boxes
 
     records = {r["id"]: r for r in read_samples(run.eval_dir(variant) / "samples.jsonl")}
     rows = _test_rows(run, n)
-    ious = []
-    for rid, gt in zip(rows["id"], rows["gt_bbox"]):
-        answer = (records.get(str(rid)) or {}).get("answer")
-        ious.append(box_iou(answer["bbox"], gt) if answer and answer.get("bbox") else 0.0)
-    n = len(ious)
-    return {"box_acc50": sum(i > 0.5 for i in ious) / n if n else 0.0, "box_mean_iou": sum(ious) / n if n else 0.0}
+    answers = [(records.get(str(rid)) or {}).get("answer") for rid in rows["id"]]
+    scores = score_boxes(answers, rows["gt_bbox"])
+    return {"box_acc50": scores["box_acc50"], "box_mean_iou": scores["box_mean_iou"]}
 
 
 def _test_rows(run: Run, n: int | None = None):

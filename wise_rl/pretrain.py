@@ -121,6 +121,7 @@ from pathlib import Path
 from typing import Any
 
 from wise_rl import formats
+from wise_rl.metrics import box_scores
 from wise_rl.precision import resolve_bf16
 
 logger = logging.getLogger(__name__)
@@ -407,19 +408,6 @@ def lr_lambda(config: PretrainConfig, clock: TrainClock):
 # ----------------------------------------------------------------------------------------------------------------
 # Box-level scoring (comparable to the shapeworld baselines)
 # ----------------------------------------------------------------------------------------------------------------
-def box_scores(answers: list[dict[str, Any] | None], gt_bboxes: list) -> dict[str, float]:
-    """``box_acc50`` = share with IoU > 0.5 and ``box_mean_iou``, IoU = ``shapeworld.box_iou(pred, gt)``; a missing
-    answer (no parse) scores 0."""
-    from wise_rl.data.shapeworld import box_iou
-
-    if len(answers) != len(gt_bboxes):
-        raise ValueError(f"{len(answers)} answers for {len(gt_bboxes)} ground-truth boxes")
-    ious = [box_iou(a["bbox"], g) if a is not None else 0.0 for a, g in zip(answers, gt_bboxes)]
-    n = len(ious)
-    return {"box_acc50": sum(i > 0.5 for i in ious) / n if n else 0.0,
-            "box_mean_iou": sum(ious) / n if n else 0.0, "n": n}
-
-
 def quick_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32,
                max_new_tokens: int = 64, prompt: str = PROMPT) -> dict[str, float]:
     """Greedy generation (the eval path's :class:`HFGenerator`, question worded by ``prompt``) on ``rows``:

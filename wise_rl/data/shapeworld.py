@@ -49,6 +49,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from wise_rl.data.geometry import inscribed_circle_points, mask_bbox
+from wise_rl.metrics import box_iou
 
 SOURCE = "shapeworld"
 BASE_SIZE = 112  # the frame the default sizes and margins are expressed in; they scale with image_size
@@ -983,18 +984,6 @@ def generate_dataset(
 # ----------------------------------------------------------------------------------------------------------------
 # Baselines
 # ----------------------------------------------------------------------------------------------------------------
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Pixel-inclusive box IoU as the WISE reward computes it: I = (ix2−ix1+1)(iy2−iy1+1) when ix1 < ix2 and
-    iy1 < iy2 (strict), else 0; areas (x2−x1+1)(y2−y1+1); IoU = I / (A + B − I)."""
-    ix1, iy1 = max(a[0], b[0]), max(a[1], b[1])
-    ix2, iy2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = (ix2 - ix1 + 1) * (iy2 - iy1 + 1) if (ix1 < ix2 and iy1 < iy2) else 0.0
-    area_a = (a[2] - a[0] + 1) * (a[3] - a[1] + 1)
-    area_b = (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
-    union = area_a + area_b - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def _baseline_rows(data: Any) -> Iterable[dict[str, Any]]:
     cols = ("gt_bbox", "shape_boxes", "model_size")
     if hasattr(data, "select_columns"):  # a datasets.Dataset: skip decoding images
