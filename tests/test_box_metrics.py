@@ -58,7 +58,7 @@ def test_one_definition_serves_rewards_and_the_testbed():
     """The rewards, the gate and the ShapeWorld baselines call the metrics module's functions themselves."""
     import rewards._gate
     import rewards.geometry
-    from wise_rl.data import shapeworld
+    from wise_rl.testbed import shapeworld
 
     assert rewards.geometry.box_iou is metrics.box_iou and rewards.geometry.points_hit is metrics.points_hit
     assert rewards._gate.box_iou is metrics.box_iou and rewards._gate.mask_iou is metrics.mask_iou

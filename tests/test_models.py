@@ -14,18 +14,17 @@ from wise_rl import formats
 from wise_rl.models import (
     EOS_TOKEN,
     PAD_TOKEN,
-    PRESETS,
     SPECIAL_TOKENS,
-    build_tiny_model,
     chat_template,
     count_parameters,
     load_model,
     load_processor,
     lora_config,
     quantization_config,
-    train_tokenizer,
     weight_bytes,
 )
+from wise_rl.testbed.tiny_model import PRESETS, build_tiny_model
+from wise_rl.testbed.tokenizer import train_tokenizer
 
 
 def _image(size=112, colour=(200, 30, 30)):
@@ -174,9 +173,9 @@ def test_tokenizer_strips_special_tokens_on_request(processor):
 
 
 def test_tokenizer_is_deterministic_and_sized(processor):
-    from wise_rl import models
+    from wise_rl.testbed import tokenizer
 
-    models._trained_bpe.cache_clear()
+    tokenizer._trained_bpe.cache_clear()
     fresh = train_tokenizer()
     assert fresh.get_vocab() == processor.tokenizer.get_vocab()
     assert 2000 <= len(fresh) <= 4096

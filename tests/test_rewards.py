@@ -202,7 +202,7 @@ def test_mask_iou_frame_mismatch_and_unknown_decoder():
 def test_mask_iou_with_tiny_sam2(tmp_path):
     from PIL import Image
 
-    from wise_rl.masks import build_tiny_sam2
+    from wise_rl.testbed.tiny_sam2 import build_tiny_sam2
 
     path = build_tiny_sam2(tmp_path / "sam2")
     reward = get_reward("mask_iou", decoder="sam2", decoder_options={"path": str(path), "device": "cpu"})

@@ -12,7 +12,8 @@ from PIL import Image
 
 from wise_rl.data.geometry import inscribed_circle_points, mask_bbox
 from wise_rl.data.schema import SAMPLE_COLUMNS, as_mask_array
-from wise_rl.data.shapeworld import (
+from wise_rl.metrics import box_iou
+from wise_rl.testbed.shapeworld import (
     COLOURS,
     CORNERS,
     KINDS,
@@ -23,7 +24,6 @@ from wise_rl.data.shapeworld import (
     random_shape_baseline,
     render_scene,
 )
-from wise_rl.metrics import box_iou
 
 _WORDS = {"no": 0, "three": 3, "four": 4, "five": 5, "six": 6}
 

@@ -350,9 +350,10 @@ def build_generation_model(out_dir: str | os.PathLike, preset: str = "tiny", sce
     import torch
     from datasets import concatenate_datasets
 
-    from wise_rl.data.shapeworld import generate_dataset
-    from wise_rl.models import build_tiny_model, load_model, load_processor
+    from wise_rl.models import load_model, load_processor
     from wise_rl.pretrain import PretrainConfig, make_trainer
+    from wise_rl.testbed.shapeworld import generate_dataset
+    from wise_rl.testbed.tiny_model import build_tiny_model
     from wise_rl.training import sft_rows
 
     for p in train_prompts:
@@ -405,7 +406,7 @@ def _generation_rows(dataset: str | None, split: str | None, n: int, seed: int, 
     """``n`` evaluation rows: ShapeWorld's test split (disjoint from the bench model's train scenes) by default,
     else ``dataset`` loaded as ``wise-rl eval`` loads it."""
     if dataset is None:
-        from wise_rl.data.shapeworld import generate_dataset
+        from wise_rl.testbed.shapeworld import generate_dataset
 
         return generate_dataset(n_train=0, n_test=n, seed=seed, image_size=image_size, progress=False)["test"]
     from wise_rl.evaluate import load_eval_rows
@@ -718,8 +719,8 @@ def plain_grpo_trainer(model_dir: str, recipe_args, script_args, output_dir: str
     from trl import GRPOConfig, GRPOTrainer
 
     from wise_rl import formats
-    from wise_rl.data.shapeworld import generate_dataset
     from wise_rl.models import load_processor
+    from wise_rl.testbed.shapeworld import generate_dataset
 
     kwargs = {name: getattr(recipe_args, name) for name in _GRPO_FIELDS}
     args = GRPOConfig(output_dir=output_dir, model_init_kwargs={"dtype": "float32"}, **kwargs)
@@ -781,7 +782,7 @@ def bench_grpo_step(steps: int = 12, rounds: int = 4, config: str | os.PathLike 
     import torch
     from transformers import set_seed
 
-    from wise_rl.models import build_tiny_model
+    from wise_rl.testbed.tiny_model import build_tiny_model
 
     if steps < 1 or rounds < 1:
         raise ValueError(f"steps and rounds must be >= 1 (got {steps}, {rounds})")

@@ -399,7 +399,7 @@ def stage_data(run: Run, progress: bool = True) -> None:
     """ShapeWorld train/test with the profile's seed and sizes, saved to ``RUN/data`` (then a DONE marker)."""
     import shutil
 
-    from wise_rl.data.shapeworld import generate_dataset
+    from wise_rl.testbed.shapeworld import generate_dataset
 
     p = run.profile
     if run.data.exists():
@@ -792,8 +792,8 @@ def _machine() -> str:
 
 def stage_report(run: Run) -> dict[str, Any]:
     """Collect metrics, check the targets, draw the plots and write ``report.json`` / ``report.md``."""
-    from wise_rl.data.shapeworld import random_shape_baseline
     from wise_rl.report import find_runs, plot_lengths, plot_loss, plot_rewards
+    from wise_rl.testbed.shapeworld import random_shape_baseline
 
     t0 = time.perf_counter()
     variants = {v: variant_metrics(run, v) for v in EVALS}

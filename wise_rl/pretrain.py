@@ -324,7 +324,7 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     default: ``answer-only`` alone)."""
     import numpy as np
 
-    from wise_rl.data.shapeworld import iter_samples
+    from wise_rl.testbed.shapeworld import iter_samples
 
     samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy",
                            describe=describe_share > 0 or name_share > 0)
@@ -466,8 +466,8 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
     """
     if not rows:
         raise ValueError("name_eval: no rows")
-    from wise_rl.data.shapeworld import COLOURS, KINDS
     from wise_rl.models import eval_mode
+    from wise_rl.testbed.shapeworld import COLOURS, KINDS
 
     gen = generator or name_generator(model, processor, max_new_tokens)
     right = in_scene = 0
@@ -494,7 +494,7 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
 
 def naming_rows(seed: int, n: int, image_size: int = 112) -> list[dict[str, Any]]:
     """The first ``n`` scenes of the held-out test split (seed ``seed``) with their words, for :func:`name_eval`."""
-    from wise_rl.data.shapeworld import described_sample_at
+    from wise_rl.testbed.shapeworld import described_sample_at
 
     return [described_sample_at(seed, "test", i, image_size) for i in range(n)]
 
@@ -516,8 +516,8 @@ def vision_probe(model, processor, rows: list[dict[str, Any]], train_share: floa
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from wise_rl.data.shapeworld import COLOURS, KINDS
     from wise_rl.models import eval_mode
+    from wise_rl.testbed.shapeworld import COLOURS, KINDS
 
     ip = processor.image_processor
     cell = ip.patch_size * ip.merge_size
@@ -770,7 +770,7 @@ def family_box_scores(answers: list[dict[str, Any] | None], rows: list[dict[str,
     """Box acc@0.5 per query family next to the random-shape baseline of the same rows:
     ``{family: {"n", "box_acc50", "random_shape_acc50"}}`` (ShapeWorld rows: ``family``, ``gt_bbox``,
     ``shape_boxes``)."""
-    from wise_rl.data.shapeworld import random_shape_baseline
+    from wise_rl.testbed.shapeworld import random_shape_baseline
 
     out: dict[str, dict[str, Any]] = {}
     for family in sorted({r["family"] for r in rows}):
@@ -790,7 +790,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     import trl
     from datasets import IterableDataset
 
-    from wise_rl.models import build_tiny_model, count_parameters, load_model, load_processor
+    from wise_rl.models import count_parameters, load_model, load_processor
+    from wise_rl.testbed.tiny_model import build_tiny_model
 
     config.validate()
     prompt_mix = parse_prompt_mix(config.prompt_mix)
@@ -816,7 +817,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         n_params = count_parameters(model)
 
         # Held-out rows: the test split of the same seed (disjoint from the training stream).
-        from wise_rl.data.shapeworld import centre_box_baseline, generate_dataset, random_shape_baseline
+        from wise_rl.testbed.shapeworld import centre_box_baseline, generate_dataset, random_shape_baseline
 
         n_held = max(config.eval_n, config.curve_n if config.curve_every else 0)
         test = generate_dataset(0, n_held, seed=config.seed, image_size=config.image_size, progress=False)["test"]

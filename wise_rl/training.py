@@ -348,7 +348,7 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
                 + " (set tiny_model_preset to build a random-weight test model there)"
             )
     if script_args.tiny_model_preset is not None:
-        from wise_rl.models import PRESETS
+        from wise_rl.testbed.tiny_model import PRESETS
 
         if script_args.tiny_model_preset not in PRESETS:
             raise ConfigError(f"tiny_model_preset: {script_args.tiny_model_preset!r} unknown; known: {', '.join(PRESETS)}")
@@ -508,7 +508,7 @@ def load_training_dataset(script_args: WiseScriptArguments):
     """The training rows in the sample schema (``datasets.Dataset``)."""
     spec = script_args.dataset
     if spec == "shapeworld":
-        from wise_rl.data.shapeworld import generate_dataset
+        from wise_rl.testbed.shapeworld import generate_dataset
 
         dd = generate_dataset(
             n_train=script_args.shapeworld_rows, n_test=0, seed=script_args.shapeworld_seed,
@@ -624,7 +624,7 @@ def ensure_model(script_args: WiseScriptArguments, model_args) -> str:
     if script_args.tiny_model_preset and not (Path(path) / "config.json").is_file():
         from accelerate import PartialState
 
-        from wise_rl.models import build_tiny_model
+        from wise_rl.testbed.tiny_model import build_tiny_model
 
         with PartialState().main_process_first():
             if not (Path(path) / "config.json").is_file():
