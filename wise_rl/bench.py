@@ -698,11 +698,11 @@ def plain_reward_funcs(tokenizer) -> list[Callable[..., list[float]]]:
 
 
 def recipe_grpo_trainer(argv: list[str]):
-    """The trainer exactly as ``recipes/grpo.py`` builds it: its own ``build_trainer``, loaded from the checkout.
+    """The trainer exactly as ``recipes/grpo.py`` builds it (:func:`wise_rl.scripts.grpo.build_trainer`).
     Returns ``(trainer, training_args, script_args)``."""
     from wise_rl import training
+    from wise_rl.scripts import grpo as module
 
-    module = training.load_recipe("grpo")
     script_args, training_args, model_args = training.parse_grpo_args(argv)
     if script_args.algorithm != "grpo":
         raise ValueError("bench grpo-step times trl.GRPOTrainer; the config must have algorithm: grpo")

@@ -419,12 +419,9 @@ def _train_done(run: Run, stage: str) -> bool:
 
 
 def _load_recipe(script: str):
-    from wise_rl import training
+    import importlib
 
-    try:
-        return training.load_recipe(script)
-    except FileNotFoundError as exc:
-        raise DemoError(str(exc)) from None
+    return importlib.import_module(f"wise_rl.scripts.{script}")
 
 
 def stage_train(run: Run, stage: str) -> dict[str, Any]:

@@ -156,22 +156,6 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"  # present in a
 PRESETS_DIR = RECIPES_DIR / "presets"
 
 
-def load_recipe(name: str):
-    """The module of ``recipes/<name>.py`` (``sft`` or ``grpo``), for in-process runs by the demo, bench and tests.
-
-    The recipes are entry scripts, not package modules: they ship with a source checkout, not with the wheel.
-    """
-    import importlib.util
-
-    path = RECIPES_DIR / f"{name}.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} not found: the recipes ship with a source checkout (pip install -e .)")
-    spec = importlib.util.spec_from_file_location(f"_wise_rl_recipe_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _load_yaml_mapping(path: Path) -> dict:
     import yaml
 
