@@ -469,7 +469,7 @@ def test_docstring_examples_run(module):
 
 def test_bench_rewards_smoke(tmp_path):
     """The benchmark runs, checks the two implementations agree, and rewrites (not duplicates) its doc section."""
-    from wise_rl.bench import BENCHES, make_reward_batch, write_section
+    from wise_rl.testbed.bench import BENCHES, make_reward_batch, write_section
 
     batch = make_reward_batch(n_prompts=2, n_samples=4, seed=1)
     assert len(batch["completions"]) == 8 and len(batch["gt_bbox"]) == 8
