@@ -11,12 +11,12 @@ Data (see docs/ARCHITECTURE.md)::
       └─ grpo_rows: {"image", "prompt": [user turn], gt_* …}                           (gt columns reach rewards)
 
 The prompt and the completion are separate columns, so TRL tokenises them separately, exactly as generation sees
-the prompt (FIELD_NOTES §4: tokenising ``prompt + target`` as one string changes the BPE split at the boundary).
+the prompt: tokenising ``prompt + target`` as one string would change the BPE split at the boundary.
 Messages carry string content; TRL's ``prepare_multimodal_messages`` puts the image placeholder before the text of
 the user turn, and reads the single ``image`` column as ``images=[image]``.
 
 Model: always given to TRL as a *path* with ``model_init_kwargs`` (dtype, attention) so that 4-bit QLoRA works (an
-instantiated model ignores a quantization config, FIELD_NOTES §3) and ZeRO-3 partitions at load time. The processor
+instantiated model ignores a quantization config) and ZeRO-3 partitions at load time. The processor
 comes from :func:`wise_rl.models.load_processor` (works without torchvision).
 
 Every configuration value is checked by :func:`validate_sft_args` / :func:`validate_grpo_args` *before* any model or
@@ -681,7 +681,7 @@ def model_init_kwargs(training_args, model_args) -> dict[str, Any]:
 
 def maybe_init_cpu_deepspeed() -> None:
     """DeepSpeed on CPU (``DS_ACCELERATOR=cpu``): start the gloo process group before the trainer is built
-    (ZeRO-3 with a reference model, ``beta > 0``, otherwise hangs or fails; FIELD_NOTES §3)."""
+    (ZeRO-3 with a reference model, ``beta > 0``, otherwise hangs or fails)."""
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
         return
     if os.environ.get("DS_ACCELERATOR") != "cpu":
