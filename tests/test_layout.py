@@ -160,6 +160,27 @@ def test_recipe_scripts_are_thin_shims_of_package_entry_points(script):
     assert callable(module.main) and callable(module.cli)
 
 
+@pytest.mark.parametrize("name", ["sft", "grpo"])
+def test_the_cli_and_python_m_reach_the_same_main(name, monkeypatch, tmp_path):
+    """``wise-rl NAME CONFIG --key value`` and ``python -m wise_rl.scripts.NAME --config CONFIG --key value`` call
+    the script's ``main`` with the same parsed arguments."""
+    import importlib
+
+    from wise_rl import cli
+
+    module = importlib.import_module(f"wise_rl.scripts.{name}")
+    calls = []
+    monkeypatch.setattr(module, "main", lambda *args: calls.append(args) or {})
+    config = str(ROOT / "recipes" / "tiny" / f"{name}.yaml")
+    overrides = ["--max_steps", "3", "--output_dir", str(tmp_path / "out")]
+    assert cli.main([name, config, *overrides]) == 0  # wise-rl NAME CONFIG --max_steps 3 …
+    module.cli(["--config", config, *overrides])  # what `python -m` and recipes/NAME.py run (sys.argv[1:])
+    (script_a, train_a, model_a), (script_b, train_b, model_b) = calls
+    assert script_a == script_b and model_a == model_b
+    assert train_a.max_steps == train_b.max_steps == 3 and train_a.output_dir == train_b.output_dir
+    assert type(train_a) is type(train_b)
+
+
 def test_no_code_edits_sys_path_to_find_scripts_or_loads_them_by_file_path():
     for module, path in MODULES.items():
         text = path.read_text(encoding="utf-8")
