@@ -1,7 +1,7 @@
 """ShapeWorld queries and rationales: a query with exactly one answer in a scene, and the words that justify it.
 
 Five families (``FAMILY_WEIGHTS``), each a builder ``(rng, shapes, image_size) -> _Pick | None`` in
-``_QUERY_BUILDERS`` that returns None when the scene does not support a unique answer:
+``QUERY_BUILDERS`` that returns None when the scene does not support a unique answer:
 
 ``attribute``    plain reference: "the green triangle", "the circle", "the red shape"
 ``superlative``  size comparison by pixel area: "the largest shape", "the smallest red shape"
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from wise_rl.testbed.scenes import COLOURS, KINDS, Scene, Shape, _random_attributes, _scale
+from wise_rl.testbed.scenes import COLOURS, KINDS, Scene, Shape, random_attributes, scale_factor
 
 FAMILY_WEIGHTS: dict[str, float] = {
     "attribute": 0.15,
@@ -313,7 +313,7 @@ _RELATIONS = {  # query phrase: (coordinate index, sign of ref − other that qu
 
 
 def _q_position(rng, shapes, S) -> _Pick | None:
-    scale = _scale(S)
+    scale = scale_factor(S)
     ext, rel, near = [], [], []
     for noun, why, members in _subsets(shapes):
         for word, (axis, largest) in _AXES.items():
@@ -432,7 +432,7 @@ def _q_odd_one_out(rng, shapes, S) -> _Pick | None:
     return _Pick(query, t, concise, " ".join(parts), attr)
 
 
-_QUERY_BUILDERS = {
+QUERY_BUILDERS = {
     "attribute": _q_attribute,
     "superlative": _q_superlative,
     "counting": _q_counting,
@@ -441,13 +441,13 @@ _QUERY_BUILDERS = {
 }
 
 
-def _family_attributes(rng, family: str, image_size: int):
+def family_attributes(rng, family: str, image_size: int):
     """Scene attributes biased so that the family's queries are common (sharing colours/kinds, distinct kinds …)."""
     if family in ("odd_one_out",):
         n = int(rng.integers(3, 5))
     else:
         n = int(rng.integers(2, 5))
-    kinds, colours, sizes = _random_attributes(rng, n, image_size)
+    kinds, colours, sizes = random_attributes(rng, n, image_size)
     if family == "attribute" and n >= 3 and rng.random() < 0.6:
         colours[1] = colours[0]  # a distractor with the same colour …
         kinds[2] = kinds[0]  # … and one of the same kind: the full phrase is then needed

@@ -139,7 +139,7 @@ def _patch_area(kind: str, size: int) -> int:
 
 
 @lru_cache(maxsize=1024)
-def _patch_geometry(kind: str, size: int) -> tuple[list[float], list[list[float]]]:
+def patch_geometry(kind: str, size: int) -> tuple[list[float], list[list[float]]]:
     """``mask_bbox`` and ``inscribed_circle_points`` of the patch, in patch coordinates (cached)."""
     patch = _patch(kind, size).astype(np.uint8)
     return mask_bbox(patch), inscribed_circle_points(patch)
@@ -158,16 +158,17 @@ def _background(image_size: int, gradient: float) -> np.ndarray:
     return out
 
 
-def _scale(image_size: int) -> float:
+def scale_factor(image_size: int) -> float:
+    """``image_size / 112``: the factor the default sizes, margins and gaps (given at 112 px) are scaled by."""
     return image_size / BASE_SIZE
 
 
 def default_size_range(image_size: int) -> tuple[int, int]:
-    s = _scale(image_size)
+    s = scale_factor(image_size)
     return max(3, round(SIZE_RANGE[0] * s)), max(3, round(SIZE_RANGE[1] * s))
 
 
-def _layout(
+def layout_shapes(
     rng: np.random.Generator,
     image_size: int,
     kinds: Sequence[str],
@@ -220,7 +221,8 @@ def _layout(
     )
 
 
-def _paint(shapes: Sequence[Shape], image_size: int, gradient: float) -> Image.Image:
+def paint_scene(shapes: Sequence[Shape], image_size: int, gradient: float) -> Image.Image:
+    """The RGB image: the background scaled by ``gradient``, each shape's patch painted in its colour."""
     img = _background(image_size, float(gradient)).copy()
     for s in shapes:
         x1, y1, x2, y2 = s.box
@@ -228,7 +230,7 @@ def _paint(shapes: Sequence[Shape], image_size: int, gradient: float) -> Image.I
     return Image.fromarray(img, mode="RGB")
 
 
-def _random_attributes(rng: np.random.Generator, n: int, image_size: int, size_range=None):
+def random_attributes(rng: np.random.Generator, n: int, image_size: int, size_range=None):
     """Uniform kinds, colours (with repetition) and sizes in [lo, hi], from one draw of 3×n uniforms."""
     lo, hi = size_range or default_size_range(image_size)
     u = rng.random((3, n))
@@ -259,7 +261,7 @@ def render_scene(
         n_shapes = len(given[0]) if given else int(rng.integers(2, 5))
     if any(len(v) != n_shapes for v in given):
         raise ValueError(f"kinds/colours/sizes must all have n_shapes={n_shapes} entries")
-    rk, rc, rs = _random_attributes(rng, n_shapes, image_size, size_range)
+    rk, rc, rs = random_attributes(rng, n_shapes, image_size, size_range)
     kinds = list(kinds) if kinds is not None else rk
     colours = list(colours) if colours is not None else rc
     sizes = list(sizes) if sizes is not None else rs
@@ -267,8 +269,8 @@ def render_scene(
         if c not in COLOURS:
             raise ValueError(f"unknown colour {c!r}; known: {', '.join(COLOURS)}")
     if margin is None:
-        margin = max(1, round(MARGIN * _scale(image_size)))
-    shapes = _layout(rng, image_size, kinds, colours, sizes, margin, border)
-    return Scene(_paint(shapes, image_size, gradient), shapes, image_size)
+        margin = max(1, round(MARGIN * scale_factor(image_size)))
+    shapes = layout_shapes(rng, image_size, kinds, colours, sizes, margin, border)
+    return Scene(paint_scene(shapes, image_size, gradient), shapes, image_size)
 
 

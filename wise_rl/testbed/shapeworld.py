@@ -28,11 +28,11 @@ from PIL import Image
 
 from wise_rl.metrics import box_iou
 from wise_rl.testbed.queries import (  # noqa: F401 - the public names of ShapeWorld, re-exported
-    _QUERY_BUILDERS,
     FAMILIES,
     FAMILY_WEIGHTS,
-    _family_attributes,
+    QUERY_BUILDERS,
     describe_scene,
+    family_attributes,
     name_shape,
 )
 from wise_rl.testbed.scenes import (  # noqa: F401 - the public names of ShapeWorld, re-exported
@@ -43,11 +43,11 @@ from wise_rl.testbed.scenes import (  # noqa: F401 - the public names of ShapeWo
     MARGIN,
     Scene,
     Shape,
-    _layout,
-    _paint,
-    _patch_geometry,
-    _scale,
+    layout_shapes,
+    paint_scene,
+    patch_geometry,
     render_scene,
+    scale_factor,
 )
 
 SOURCE = "shapeworld"
@@ -91,22 +91,22 @@ def make_sample(
     names, cdf = _family_cdf(family_weights)
     family = names[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(names) - 1)]
     for _ in range(max_tries):
-        kinds, colours, sizes = _family_attributes(rng, family, image_size)
-        margin = max(1, round(MARGIN * _scale(image_size)))
-        shapes = _layout(rng, image_size, kinds, colours, sizes, margin, BORDER)
-        pick = _QUERY_BUILDERS[family](rng, shapes, image_size)
+        kinds, colours, sizes = family_attributes(rng, family, image_size)
+        margin = max(1, round(MARGIN * scale_factor(image_size)))
+        shapes = layout_shapes(rng, image_size, kinds, colours, sizes, margin, BORDER)
+        pick = QUERY_BUILDERS[family](rng, shapes, image_size)
         if pick is not None:
             break
     else:
         raise RuntimeError(f"no unique {family} query after {max_tries} scenes")
-    image = _paint(shapes, image_size, gradient)
+    image = paint_scene(shapes, image_size, gradient)
     scene = Scene(image, shapes, image_size)
     target = shapes[pick.target]
     mask = target.mask(image_size)
     # mask_bbox / inscribed_circle_points of the full mask, computed once per (kind, size) on the patch and
     # translated: the target's pixels are exactly its patch, and the nearest background pixel of any target pixel
     # lies within one pixel of the patch, so the distance transform (and its row-major argmax) is the same.
-    bbox, points = _patch_geometry(target.kind, target.size)
+    bbox, points = patch_geometry(target.kind, target.size)
     x1, y1 = target.box[0], target.box[1]
     bbox = [bbox[0] + x1, bbox[1] + y1, bbox[2] + x1, bbox[3] + y1]
     points = [[px + x1, py + y1] for px, py in points]
