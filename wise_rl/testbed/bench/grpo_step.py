@@ -15,12 +15,13 @@ from wise_rl.testbed.bench.official import plain_reward_funcs
 GRPO_CONFIG = Path(__file__).resolve().parents[3] / "recipes" / "tiny" / "grpo.yaml"
 
 # GRPOConfig fields copied from the recipe's parsed config into the hand-built one (everything the tiny recipe
-# sets); the two configs are then compared field by field and any other difference is reported.
+# sets, and bf16, which the recipe resolves for the hardware); the two configs are then compared field by field and
+# any other difference is reported.
 _GRPO_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
                 "max_completion_length", "temperature", "learning_rate", "lr_scheduler_type", "max_steps",
                 "num_train_epochs", "weight_decay", "max_grad_norm", "seed", "loss_type", "beta", "epsilon",
                 "reward_weights", "remove_unused_columns", "use_cpu", "dataloader_num_workers",
-                "gradient_checkpointing", "logging_steps", "report_to", "save_strategy", "disable_tqdm")
+                "gradient_checkpointing", "logging_steps", "report_to", "save_strategy", "disable_tqdm", "bf16")
 # Settings that may differ without changing the work of a step.
 _GRPO_FREE = {"output_dir", "logging_dir", "model_init_kwargs", "run_name", "log_completions",
               "num_completions_to_print"}
