@@ -10,6 +10,9 @@ dataset column aligned with the completions (``gt_bbox``, ``gt_points``, ``gt_ma
 A completion that echoes a placeholder rationale of the training prompt (``wise_rl.formats.TEMPLATE_ECHOES``) scores
 0 on every WISE reward, so the summed reward is 0 as in the official code. This takes precedence over "no ground
 truth" (``None``).
+
+No reward module is imported here (the correctness gate shared by several rewards is ``rewards/_gate.py``), so the
+rewards import this module and nothing imports back.
 """
 
 from __future__ import annotations
@@ -210,58 +213,3 @@ def rationales(parsed: ParsedCompletion) -> tuple[str, str] | None:
     if not parsed.format_ok or parsed.concise is None or parsed.detailed is None:
         return None
     return parsed.concise, parsed.detailed
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The correctness gate
-# ----------------------------------------------------------------------------------------------------------------
-GATES = ("bbox_iou", "mask_iou")
-
-
-class Gate:
-    """Is the answer correct? ``metric`` (``bbox_iou`` | ``mask_iou``) > ``threshold``.
-
-    ``evaluate`` returns True / False per row, or None where the row has no ground truth for the metric.
-    ``mask_iou`` decodes the predicted answer with ``decoder`` (``box`` | ``sam2`` + ``decoder_options``).
-    """
-
-    def __init__(self, metric: str = "bbox_iou", threshold: float = 0.5, decoder: Any = "box",
-                 decoder_options: dict | None = None, reward: str = "reward"):
-        if metric not in GATES:
-            raise ValueError(f"reward {reward!r}: unknown gate {metric!r}; expected one of {', '.join(GATES)}")
-        self.metric, self.threshold, self.reward = metric, float(threshold), reward
-        self._mask = None
-        if metric == "mask_iou":
-            from rewards.mask_iou import MaskIoUScorer
-
-            self._mask = MaskIoUScorer(decoder, decoder_options or {}, reward=reward)
-
-    def required_columns(self) -> tuple[str, ...]:
-        return ("gt_bbox",) if self.metric == "bbox_iou" else ("gt_mask",)
-
-    def values(self, parsed: list[ParsedCompletion], columns: Columns) -> list[float | None]:
-        if self.metric == "bbox_iou":
-            from rewards.geometry import box_iou
-
-            out: list[float | None] = []
-            for i, (p, gt) in enumerate(zip(parsed, columns.get("gt_bbox"))):
-                box = as_box(gt, self.reward, i)
-                out.append(None if box is None else (0.0 if p.answer is None else box_iou(p.answer["bbox"], box)))
-            return out
-        return self._mask.ious(parsed, columns)
-
-    def evaluate(self, parsed: list[ParsedCompletion], columns: Columns) -> list[bool | None]:
-        return [None if v is None else v > self.threshold for v in self.values(parsed, columns)]
-
-
-def log_gate_metrics(log_metric, prefix: str, passed: Sequence[bool | None], concise: Sequence[int],
-                     detailed: Sequence[int]) -> None:
-    """Log gate pass rate (over rows with ground truth) and mean concise / detailed token counts (well-formed rows)."""
-    if log_metric is None:
-        return
-    judged = [p for p in passed if p is not None]
-    if judged:
-        log_metric(f"{prefix}/gate_pass_rate", sum(judged) / len(judged))
-    if concise:
-        log_metric(f"{prefix}/concise_tokens_mean", sum(concise) / len(concise))
-        log_metric(f"{prefix}/detailed_tokens_mean", sum(detailed) / len(detailed))

@@ -41,15 +41,8 @@ from typing import Any
 import numpy as np
 
 from rewards import register_reward
-from rewards._base import (
-    Columns,
-    Gate,
-    Reward,
-    TokenCounter,
-    brevity_factor,
-    log_gate_metrics,
-    rationales,
-)
+from rewards._base import Columns, Reward, TokenCounter, brevity_factor, rationales
+from rewards._gate import Gate, log_gate_metrics
 
 
 def default_embedding_folder() -> str:

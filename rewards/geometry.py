@@ -14,6 +14,7 @@ Boxes are pixel-inclusive ``[x1, y1, x2, y2]``.
 - ``points``: ``1 if`` both predicted points, cast to int, lie in the predicted bbox (inclusive) ``and``
   ``min over the two pairings of (d(p1, ga) + d(p2, gb)) / 2 < threshold`` (Euclidean, default 100 px) ``else 0``.
 
+The formulas are defined once in :mod:`wise_rl.metrics` (``box_iou``, ``box_l1``, ``points_hit``).
 All three read the answer regardless of the format reward (as the official code does): no valid answer → 0, no
 ground truth → None, template echo → 0.
 
@@ -27,45 +28,9 @@ True
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 from rewards import register_reward
 from rewards._base import Columns, Reward, as_box, as_points
-
-
-def box_iou(pred: Sequence[float], gt: Sequence[float]) -> float:
-    """The official pixel-inclusive IoU with the strict-overlap test (see the module docstring)."""
-    px1, py1, px2, py2 = (float(v) for v in pred)
-    gx1, gy1, gx2, gy2 = (float(v) for v in gt)
-    ix1, iy1, ix2, iy2 = max(px1, gx1), max(py1, gy1), min(px2, gx2), min(py2, gy2)
-    inter = (ix2 - ix1 + 1) * (iy2 - iy1 + 1) if ix1 < ix2 and iy1 < iy2 else 0.0
-    union = (px2 - px1 + 1) * (py2 - py1 + 1) + (gx2 - gx1 + 1) * (gy2 - gy1 + 1) - inter
-    if not (math.isfinite(inter) and math.isfinite(union)) or union <= 0:
-        return 0.0
-    return min(1.0, max(0.0, inter / union))
-
-
-def box_l1(pred: Sequence[float], gt: Sequence[float]) -> float:
-    """Mean absolute difference of the 4 coordinates (inf when it overflows)."""
-    return sum(abs(float(p) - float(g)) for p, g in zip(pred, gt)) / 4.0
-
-
-def points_distance(points: Sequence[Sequence[float]], gt: Sequence[Sequence[float]]) -> float:
-    """Order-free mean Euclidean distance: min over the two pairings of (d(p1, g_a) + d(p2, g_b)) / 2."""
-    (a, b), (g, h) = points, gt
-    direct = (math.hypot(a[0] - g[0], a[1] - g[1]) + math.hypot(b[0] - h[0], b[1] - h[1])) / 2
-    swapped = (math.hypot(a[0] - h[0], a[1] - h[1]) + math.hypot(b[0] - g[0], b[1] - g[1])) / 2
-    return min(direct, swapped)
-
-
-def points_hit(answer: dict, gt_points: Sequence[Sequence[float]], threshold: float = 100.0) -> bool:
-    """Both int-cast points inside the predicted bbox (inclusive) and order-free mean distance < ``threshold``."""
-    x1, y1, x2, y2 = answer["bbox"]
-    points = [[float(int(answer[k][0])), float(int(answer[k][1]))] for k in ("points_1", "points_2")]
-    if not all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in points):
-        return False
-    return points_distance(points, gt_points) < threshold
+from wise_rl.metrics import box_iou, box_l1, points_hit
 
 
 @register_reward("bbox_iou")

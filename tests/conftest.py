@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A random-weight tiny Qwen2.5-VL with its processor, saved to a folder."""
-    from wise_rl.models import build_tiny_model
+    from wise_rl.testbed.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), preset="tiny", seed=0)
 
@@ -27,7 +27,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shapeworld_dir(tmp_path_factory):
     """A small ShapeWorld DatasetDict (train/test) saved with save_to_disk."""
-    from wise_rl.data.shapeworld import generate_dataset
+    from wise_rl.testbed.shapeworld import generate_dataset
 
     out = tmp_path_factory.mktemp("shapeworld")
     generate_dataset(n_train=64, n_test=16, seed=0, out_dir=out)

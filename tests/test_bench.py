@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from wise_rl import bench
+from wise_rl.testbed import bench
 
 REWARDS_SECTION = "## Rewards\n\n- command: `wise-rl bench rewards`\n\n**Speed-up: 2.6×**\n"
 

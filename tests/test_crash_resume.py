@@ -15,6 +15,7 @@ same seed: before the resume fix a resumed full fine-tune ended 4.7e-2 (SFT) / 5
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -54,7 +55,7 @@ def argv(kind: str, model_dir, data_dir, out, *extra) -> list[str]:
 
 def run(kind: str, args: list[str]) -> dict:
     parse = training.parse_sft_args if kind == "sft" else training.parse_grpo_args
-    return training.load_recipe(kind).main(*parse(args))
+    return importlib.import_module(f"wise_rl.scripts.{kind}").main(*parse(args))
 
 
 class Killed(BaseException):
@@ -226,7 +227,8 @@ def save_to_json(self, path):
 ORIGINAL = transformers.TrainerState.save_to_json
 transformers.TrainerState.save_to_json = save_to_json
 from wise_rl import training
-training.load_recipe("sft").main(*training.parse_sft_args(sys.argv[1:]))
+from wise_rl.scripts import sft
+sft.main(*training.parse_sft_args(sys.argv[1:]))
 """
 
 

@@ -254,7 +254,8 @@ def test_read_samples_ignores_only_a_half_written_last_line(tmp_path):
 
 
 def test_sam2_decoder_path(tmp_path, rows, shapeworld_dir):
-    from wise_rl.masks import Sam2Decoder, build_tiny_sam2
+    from wise_rl.masks import Sam2Decoder
+    from wise_rl.testbed.tiny_sam2 import build_tiny_sam2
 
     sam2 = build_tiny_sam2(tmp_path / "sam2", seed=0)
     sub = rows.select(range(3))

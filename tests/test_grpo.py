@@ -1,4 +1,4 @@
-"""GRPO / RLOO recipe: rows keep the ground truth, every WISE reward component is logged, RLOO runs."""
+"""GRPO / RLOO recipe: rows keep the ground truth, every WISE reward component is logged, RLOO runs, it learns."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from wise_rl import formats, training
 
@@ -55,7 +56,8 @@ def test_reward_funcs_get_the_policy_tokenizer_and_options(tiny_model_dir):
 
 
 def test_tiny_grpo_with_the_wise_rewards_logs_every_component(tiny_model_dir, shapeworld_dir, tmp_path, capsys):
-    grpo = training.load_recipe("grpo")
+    from wise_rl.scripts import grpo
+
     out = tmp_path / "grpo"
     argv = grpo_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", "2", "--beta", "0.01",
                      "--loss_type", "grpo", "--reward_funcs", *WISE, "--reward_weights", *["1"] * len(WISE),
@@ -89,7 +91,8 @@ def test_tiny_grpo_with_the_wise_rewards_logs_every_component(tiny_model_dir, sh
 def test_rloo_runs_a_step(tiny_model_dir, shapeworld_dir, tmp_path):
     from trl import RLOOConfig
 
-    grpo = training.load_recipe("grpo")
+    from wise_rl.scripts import grpo
+
     out = tmp_path / "rloo"
     parsed = training.parse_grpo_args(grpo_argv(tiny_model_dir, shapeworld_dir, out, "--algorithm", "rloo",
                                                 "--max_steps", "1", "--reward_funcs", "format", "bbox_iou",
@@ -103,7 +106,8 @@ def test_rloo_runs_a_step(tiny_model_dir, shapeworld_dir, tmp_path):
 
 def test_qlora_grpo_step_runs_on_cpu(tiny_model_dir, shapeworld_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
-    grpo = training.load_recipe("grpo")
+    from wise_rl.scripts import grpo
+
     out = tmp_path / "qlora"
     result = grpo.main(*training.parse_grpo_args(grpo_argv(
         tiny_model_dir, shapeworld_dir, out, "--max_steps", "1", "--reward_funcs", "format", "bbox_iou",
@@ -162,7 +166,8 @@ def test_grpo_recipe_on_data_without_masks_stops_before_training(tiny_model_dir,
                          "image": ImageFeature(), "img_height": Value("int64"), "img_width": Value("int64")})
     data = tmp_path / "refcocog.parquet"
     Dataset.from_dict(rows, features=features).to_parquet(str(data))
-    grpo = training.load_recipe("grpo")
+    from wise_rl.scripts import grpo
+
     argv = grpo_argv(tiny_model_dir, data, tmp_path / "out", "--max_steps", "1", "--model_size", "112",
                      "--reward_funcs", "format", "self_distillation",
                      "--reward_options", '{"self_distillation": {"gate": "mask_iou"}}')
@@ -170,3 +175,28 @@ def test_grpo_recipe_on_data_without_masks_stops_before_training(tiny_model_dir,
     with pytest.raises(training.ConfigError, match="self_distillation.*'gt_mask'"):
         grpo.main(*training.parse_grpo_args(argv))
     assert not (tmp_path / "out" / "trainer_state.json").exists()
+
+
+def completion_chars(completions, **kwargs):
+    """A reward that differs within a group of a random model's samples: the completion's length in characters."""
+    return [float(len(c[0]["content"] if isinstance(c, list) else c)) for c in completions]
+
+
+def test_grpo_step_changes_every_trainable_parameter(tiny_model_dir, shapeworld_dir, tmp_path, monkeypatch):
+    """As TRL's own GRPO tests: snapshot the trainable parameters, train with a reward that varies within each
+    group (so advantages are non-zero), and check that every one of them moved."""
+    from wise_rl.scripts import grpo
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the reward is this module's, by dotted path
+    argv = grpo_argv(tiny_model_dir, shapeworld_dir, tmp_path / "learn", "--max_steps", "2",
+                     "--reward_funcs", f"{__name__}:completion_chars", "--temperature", "1.0", "--beta", "0.0")
+    parsed = training.parse_grpo_args(argv)
+    training.validate_grpo_args(*parsed)
+    trainer, _, _ = grpo.build_trainer(*parsed)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert before
+    trainer.train()
+    steps = [h for h in trainer.state.log_history if "reward_std" in h]
+    assert steps and all(h["frac_reward_zero_std"] < 1.0 for h in steps), steps  # the reward varied in a group
+    unchanged = [n for n, p in before.items() if torch.equal(p, trainer.model.get_parameter(n))]
+    assert not unchanged, f"{len(unchanged)} of {len(before)} trainable parameters did not change: {unchanged[:5]}"

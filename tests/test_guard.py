@@ -17,7 +17,7 @@ from wise_rl import formats
 
 @pytest.fixture(scope="module")
 def samples():
-    from wise_rl.data.shapeworld import sample_at
+    from wise_rl.testbed.shapeworld import sample_at
 
     return [sample_at(0, "train", i) for i in range(2)]
 
@@ -78,10 +78,11 @@ def test_memorised_target_is_reproduced_by_greedy_eval_generation(tmp_path, samp
     eval path scores it perfectly against its own box."""
     from datasets import Dataset
 
-    from wise_rl.data.shapeworld import box_iou
     from wise_rl.evaluate import HFGenerator
-    from wise_rl.models import build_tiny_model, load_model, load_processor
+    from wise_rl.metrics import box_iou
+    from wise_rl.models import load_model, load_processor
     from wise_rl.pretrain import PretrainConfig, make_trainer, pretrain_row
+    from wise_rl.testbed.tiny_model import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "model", preset="tiny", seed=0)
     processor = load_processor(folder)

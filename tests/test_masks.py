@@ -12,10 +12,10 @@ from wise_rl.masks import (
     BoxDecoder,
     MaskDecoder,
     Sam2Decoder,
-    build_tiny_sam2,
     get_mask_decoder,
     rasterize_bbox,
 )
+from wise_rl.testbed.tiny_sam2 import build_tiny_sam2
 
 ANSWER = {"bbox": [2, 3, 5, 7], "points_1": [3, 4], "points_2": [4, 6]}
 

@@ -148,8 +148,8 @@ def test_time_budget_run_saves_partial_weights_at_curve_points_and_clears_them(t
 def test_stream_rows_mix_descriptions_at_the_asked_share_and_start_where_told():
     """--describe-share P turns about P of the scenes into description rows (prompt DESCRIBE_PROMPT → the scene's
     description, no query), the others stay grounding rows; --stream-start I starts at scene I of the stream."""
-    from wise_rl.data.shapeworld import iter_samples
     from wise_rl.pretrain import DESCRIBE_PROMPT, pretrain_row, stream_rows
+    from wise_rl.testbed.shapeworld import iter_samples
 
     it = stream_rows(seed=0, image_size=112, chunk=16, describe_share=0.5)
     rows = [next(it) for _ in range(160)]
@@ -226,7 +226,7 @@ def test_prompt_mix_words_grounding_rows_with_the_named_templates():
     rows = [next(it) for _ in range(160)]
     wise_s = [r for r in rows if r["prompt"][0]["content"].startswith("Please find")]
     assert 0.12 < len(wise_s) / len(rows) < 0.4  # weight 1 of 4
-    from wise_rl.data.shapeworld import iter_samples
+    from wise_rl.testbed.shapeworld import iter_samples
 
     for row, sample in zip(rows, iter_samples(0, mask_format="numpy")):
         name = "wise-s" if row in wise_s else "answer-only"
@@ -243,8 +243,8 @@ def test_prompt_mix_words_grounding_rows_with_the_named_templates():
 def test_name_share_rows_name_the_queried_shape_in_words():
     """--name-share P turns about P of the scenes into naming rows: the query → 'the {colour} {kind} {where}' of the
     target (no box); with --describe-share both come from one draw, the rest stay grounding rows."""
-    from wise_rl.data.shapeworld import iter_samples
     from wise_rl.pretrain import DESCRIBE_PROMPT, pretrain_row, stream_rows
+    from wise_rl.testbed.shapeworld import iter_samples
 
     it = stream_rows(seed=0, image_size=112, chunk=16, describe_share=0.25, name_share=0.25)
     rows = [next(it) for _ in range(200)]
@@ -305,8 +305,8 @@ def test_name_eval_scores_hand_made_answers():
 
 def test_described_test_scenes_match_the_test_split():
     """naming_rows(seed, n) are the scenes of generate_dataset's test split, with the target named in words."""
-    from wise_rl.data.shapeworld import generate_dataset
     from wise_rl.pretrain import naming_rows
+    from wise_rl.testbed.shapeworld import generate_dataset
 
     test = generate_dataset(0, 4, seed=5, progress=False)["test"]
     rows = naming_rows(5, 4)

@@ -26,7 +26,8 @@ def lora_sft_argv(model_dir, data_dir, out, max_steps):
 @pytest.fixture(scope="module")
 def resumed_run(tiny_model_dir, shapeworld_dir, tmp_path_factory):
     """Train LoRA to step 2 (the 'killed' run), leave a half-written checkpoint-3 behind, re-run to step 4."""
-    sft = training.load_recipe("sft")
+    from wise_rl.scripts import sft
+
     out = tmp_path_factory.mktemp("resume") / "run"
     first = sft.main(*training.parse_sft_args(lora_sft_argv(tiny_model_dir, shapeworld_dir, out, 2)))
     assert first["global_step"] == 2 and first["resumed_from"] is None

@@ -202,7 +202,7 @@ def test_mask_iou_frame_mismatch_and_unknown_decoder():
 def test_mask_iou_with_tiny_sam2(tmp_path):
     from PIL import Image
 
-    from wise_rl.masks import build_tiny_sam2
+    from wise_rl.testbed.tiny_sam2 import build_tiny_sam2
 
     path = build_tiny_sam2(tmp_path / "sam2")
     reward = get_reward("mask_iou", decoder="sam2", decoder_options={"path": str(path), "device": "cpu"})
@@ -458,7 +458,7 @@ def test_wise_rewards_helper_builds_the_official_set():
 
 @pytest.mark.parametrize("module", ["rewards", "rewards._parse", "rewards.format", "rewards.answer_schema",
                                     "rewards.geometry", "rewards.mask_iou", "rewards.distillation", "rewards.length",
-                                    "wise_rl.masks"])
+                                    "wise_rl.masks", "wise_rl.metrics"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib
@@ -469,7 +469,7 @@ def test_docstring_examples_run(module):
 
 def test_bench_rewards_smoke(tmp_path):
     """The benchmark runs, checks the two implementations agree, and rewrites (not duplicates) its doc section."""
-    from wise_rl.bench import BENCHES, make_reward_batch, write_section
+    from wise_rl.testbed.bench import BENCHES, make_reward_batch, write_section
 
     batch = make_reward_batch(n_prompts=2, n_samples=4, seed=1)
     assert len(batch["completions"]) == 8 and len(batch["gt_bbox"]) == 8

@@ -227,7 +227,8 @@ def test_a_full_disk_while_saving_a_checkpoint_then_a_rerun_skips_it(tiny_model_
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1728 vs 1616")
         return real_save(obj, f, *a, **kw)
 
-    sft = training.load_recipe("sft")
+    from wise_rl.scripts import sft
+
     with monkeypatch.context() as m:
         m.setattr(torch, "save", full_disk_save)
         m.setattr(outdir.shutil, "disk_usage", lambda p: Usage(10**9, 10**9, 0))

@@ -175,7 +175,7 @@ def test_score_rejects_repeated_prediction_ids(tmp_path, refcocog_parquet):
 def test_score_defaults_to_the_rows_own_model_frame_and_warns_on_a_mismatch(tmp_path, caplog):
     """ShapeWorld rows carry model_size 112: answers equal to the gt box score IoU 1 by default; an explicit
     --frame 840 rescales them by 112/840 (a box in the top-left corner), and says so."""
-    from wise_rl.data.shapeworld import generate_dataset
+    from wise_rl.testbed.shapeworld import generate_dataset
 
     data = tmp_path / "sw"
     generate_dataset(n_train=0, n_test=3, seed=0, out_dir=data)

@@ -80,7 +80,8 @@ def test_rows_without_a_rationale_fail_naming_the_row(train_ds):
 
 
 def test_tiny_sft_lowers_the_loss_and_changes_the_weights(tiny_model_dir, shapeworld_dir, tmp_path):
-    sft = training.load_recipe("sft")
+    from wise_rl.scripts import sft
+
     out = tmp_path / "sft"
     steps = 24
     argv = sft_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", str(steps), "--per_device_train_batch_size",
@@ -117,7 +118,8 @@ def test_tiny_sft_lowers_the_loss_and_changes_the_weights(tiny_model_dir, shapew
 
 def test_qlora_sft_step_runs_on_cpu_and_trains_only_lora(tiny_model_dir, shapeworld_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
-    sft = training.load_recipe("sft")
+    from wise_rl.scripts import sft
+
     out = tmp_path / "qlora"
     argv = sft_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", "2", "--per_device_train_batch_size", "2",
                     "--learning_rate", "1e-2", "--save_strategy", "no", "--load_in_4bit", "true",
@@ -137,7 +139,8 @@ def test_qlora_sft_step_runs_on_cpu_and_trains_only_lora(tiny_model_dir, shapewo
 
 
 def test_freeze_vision_tower_trains_only_the_language_side(tiny_model_dir, shapeworld_dir, tmp_path):
-    sft = training.load_recipe("sft")
+    from wise_rl.scripts import sft
+
     out = tmp_path / "sft"
     argv = sft_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", "3", "--per_device_train_batch_size", "2",
                     "--learning_rate", "1e-2", "--save_strategy", "no", "--freeze_vision_tower", "true")

@@ -12,11 +12,11 @@ from PIL import Image
 
 from wise_rl.data.geometry import inscribed_circle_points, mask_bbox
 from wise_rl.data.schema import SAMPLE_COLUMNS, as_mask_array
-from wise_rl.data.shapeworld import (
+from wise_rl.metrics import box_iou
+from wise_rl.testbed.shapeworld import (
     COLOURS,
     CORNERS,
     KINDS,
-    box_iou,
     centre_box_baseline,
     generate_dataset,
     iter_samples,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wise_rl.data import shapeworld as sw
+from wise_rl.testbed import shapeworld as sw
 from wise_rl.vision_stage import SceneCollator, VisionHeads, VisionStageConfig, cell_targets
 
 

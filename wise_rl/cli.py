@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "generate the ShapeWorld reasoning-segmentation dataset"),
     "build-sft": ("build_sft", "build SFT data: extractive concise rationales or self-exploration"),
     "pretrain-base": ("pretrain_base", "train the ShapeWorld base model (grounding, no rationale)"),
+    "sft": ("train", "SFT warm-start from a YAML recipe (as recipes/sft.py)"),
+    "grpo": ("train", "GRPO / RLOO with the WISE rewards from a YAML recipe (as recipes/grpo.py)"),
     "export": ("export", "merge a LoRA adapter into its base model"),
     "eval": ("eval", "generate and score a model on a dataset (WISE / WISE-S / verbose)"),
     "score": ("score", "score existing completions against a dataset, no model needed"),

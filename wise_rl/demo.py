@@ -399,7 +399,7 @@ def stage_data(run: Run, progress: bool = True) -> None:
     """ShapeWorld train/test with the profile's seed and sizes, saved to ``RUN/data`` (then a DONE marker)."""
     import shutil
 
-    from wise_rl.data.shapeworld import generate_dataset
+    from wise_rl.testbed.shapeworld import generate_dataset
 
     p = run.profile
     if run.data.exists():
@@ -419,12 +419,9 @@ def _train_done(run: Run, stage: str) -> bool:
 
 
 def _load_recipe(script: str):
-    from wise_rl import training
+    import importlib
 
-    try:
-        return training.load_recipe(script)
-    except FileNotFoundError as exc:
-        raise DemoError(str(exc)) from None
+    return importlib.import_module(f"wise_rl.scripts.{script}")
 
 
 def stage_train(run: Run, stage: str) -> dict[str, Any]:
@@ -502,17 +499,14 @@ def _say(msg: str) -> None:
 def box_scores(run: Run, variant: str, n: int | None = None) -> dict[str, float]:
     """Box IoU (pixel-inclusive, as the baselines) of each sample's predicted bbox vs the ground-truth bbox:
     ``box_acc50`` = share with IoU > 0.5, ``box_mean_iou``; a sample without an answer scores 0."""
-    from wise_rl.data.shapeworld import box_iou
     from wise_rl.evaluate import read_samples
+    from wise_rl.metrics import box_scores as score_boxes
 
     records = {r["id"]: r for r in read_samples(run.eval_dir(variant) / "samples.jsonl")}
     rows = _test_rows(run, n)
-    ious = []
-    for rid, gt in zip(rows["id"], rows["gt_bbox"]):
-        answer = (records.get(str(rid)) or {}).get("answer")
-        ious.append(box_iou(answer["bbox"], gt) if answer and answer.get("bbox") else 0.0)
-    n = len(ious)
-    return {"box_acc50": sum(i > 0.5 for i in ious) / n if n else 0.0, "box_mean_iou": sum(ious) / n if n else 0.0}
+    answers = [(records.get(str(rid)) or {}).get("answer") for rid in rows["id"]]
+    scores = score_boxes(answers, rows["gt_bbox"])
+    return {"box_acc50": scores["box_acc50"], "box_mean_iou": scores["box_mean_iou"]}
 
 
 def _test_rows(run: Run, n: int | None = None):
@@ -802,8 +796,8 @@ def _machine() -> str:
 
 def stage_report(run: Run) -> dict[str, Any]:
     """Collect metrics, check the targets, draw the plots and write ``report.json`` / ``report.md``."""
-    from wise_rl.data.shapeworld import random_shape_baseline
     from wise_rl.report import find_runs, plot_lengths, plot_loss, plot_rewards
+    from wise_rl.testbed.shapeworld import random_shape_baseline
 
     t0 = time.perf_counter()
     variants = {v: variant_metrics(run, v) for v in EVALS}

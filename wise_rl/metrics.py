@@ -231,3 +231,86 @@ def aggregate(
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"non-finite metric {key}={value}")
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Boxes, points and masks of one sample: the rewards, evaluation, ShapeWorld baselines, pre-training and the demo
+# all score with these (defined here once)
+# ----------------------------------------------------------------------------------------------------------------
+def box_iou(pred: Sequence[float], gt: Sequence[float]) -> float:
+    """The WISE pixel-inclusive box IoU with the official strict-overlap test (``[x1, y1, x2, y2]``, any frame)::
+
+        ix1, iy1 = max(px1, gx1), max(py1, gy1);  ix2, iy2 = min(px2, gx2), min(py2, gy2)
+        inter = (ix2 − ix1 + 1)(iy2 − iy1 + 1)   if ix1 < ix2 and iy1 < iy2 (strict)   else 0
+        area  = (x2 − x1 + 1)(y2 − y1 + 1);  IoU = inter / (area_p + area_g − inter)
+
+    A non-positive or non-finite union scores 0; the value is clipped to [0, 1].
+
+    >>> box_iou([0, 0, 9, 9], [5, 5, 14, 14]) == 25 / 175
+    True
+    >>> box_iou([0, 0, 5, 5], [5, 5, 10, 10])  # touching corners: ix1 == ix2, no strict overlap
+    0.0
+    """
+    px1, py1, px2, py2 = (float(v) for v in pred)
+    gx1, gy1, gx2, gy2 = (float(v) for v in gt)
+    ix1, iy1, ix2, iy2 = max(px1, gx1), max(py1, gy1), min(px2, gx2), min(py2, gy2)
+    inter = (ix2 - ix1 + 1) * (iy2 - iy1 + 1) if ix1 < ix2 and iy1 < iy2 else 0.0
+    union = (px2 - px1 + 1) * (py2 - py1 + 1) + (gx2 - gx1 + 1) * (gy2 - gy1 + 1) - inter
+    if not (math.isfinite(inter) and math.isfinite(union)) or union <= 0:
+        return 0.0
+    return min(1.0, max(0.0, inter / union))
+
+
+def box_l1(pred: Sequence[float], gt: Sequence[float]) -> float:
+    """Mean absolute difference of the 4 box coordinates, in pixels (inf when it overflows)."""
+    return sum(abs(float(p) - float(g)) for p, g in zip(pred, gt)) / 4.0
+
+
+def points_distance(points: Sequence[Sequence[float]], gt: Sequence[Sequence[float]]) -> float:
+    """Order-free mean Euclidean distance of two points to two points, in pixels:
+    ``min over the two pairings of (d(p1, g_a) + d(p2, g_b)) / 2``."""
+    (a, b), (g, h) = points, gt
+    direct = (math.hypot(a[0] - g[0], a[1] - g[1]) + math.hypot(b[0] - h[0], b[1] - h[1])) / 2
+    swapped = (math.hypot(a[0] - h[0], a[1] - h[1]) + math.hypot(b[0] - g[0], b[1] - g[1])) / 2
+    return min(direct, swapped)
+
+
+def points_hit(answer: dict, gt_points: Sequence[Sequence[float]], threshold: float = 100.0) -> bool:
+    """The official points check: both predicted points, cast to int, lie in the predicted bbox (inclusive) and
+    :func:`points_distance` to ``gt_points`` < ``threshold`` px. ``answer`` has ``bbox``, ``points_1``, ``points_2``.
+
+    >>> points_hit({"bbox": [0, 0, 50, 50], "points_1": [10, 10], "points_2": [40.9, 40]}, [[40, 40], [10, 10]])
+    True
+    """
+    x1, y1, x2, y2 = answer["bbox"]
+    points = [[float(int(answer[k][0])), float(int(answer[k][1]))] for k in ("points_1", "points_2")]
+    if not all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in points):
+        return False
+    return points_distance(points, gt_points) < threshold
+
+
+def mask_iou(pred_mask: np.ndarray | None, gt_mask: np.ndarray) -> float:
+    """IoU of one sample under the lisa definition (ignore pixels excluded, empty union → 1, no prediction → 0):
+    the ``iou`` of :func:`score_mask`. Shapes must match (``ValueError`` otherwise).
+
+    >>> gt = np.zeros((20, 20), np.uint8); gt[0:10, 0:10] = 1
+    >>> pred = np.zeros((20, 20), np.uint8); pred[5:15, 5:15] = 1
+    >>> mask_iou(pred, gt) == 25 / 175
+    True
+    """
+    return score_mask(pred_mask, gt_mask)["iou"]
+
+
+def box_scores(answers: Sequence[dict[str, Any] | None], gt_bboxes: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Box-level scores of a set of answers: ``box_acc50`` = share with :func:`box_iou` > 0.5, ``box_mean_iou``,
+    ``n``. An answer that is None or has no ``bbox`` (no parse) scores IoU 0. ``ValueError`` when the lengths differ.
+
+    >>> box_scores([{"bbox": [0, 0, 9, 9]}, None], [[0, 0, 9, 9], [0, 0, 9, 9]])
+    {'box_acc50': 0.5, 'box_mean_iou': 0.5, 'n': 2}
+    """
+    if len(answers) != len(gt_bboxes):
+        raise ValueError(f"{len(answers)} answers for {len(gt_bboxes)} ground-truth boxes")
+    ious = [box_iou(a["bbox"], g) if a and a.get("bbox") else 0.0 for a, g in zip(answers, gt_bboxes)]
+    n = len(ious)
+    return {"box_acc50": sum(i > 0.5 for i in ious) / n if n else 0.0,
+            "box_mean_iou": sum(ious) / n if n else 0.0, "n": n}

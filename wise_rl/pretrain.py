@@ -121,6 +121,7 @@ from pathlib import Path
 from typing import Any
 
 from wise_rl import formats
+from wise_rl.metrics import box_scores
 from wise_rl.precision import resolve_bf16
 
 logger = logging.getLogger(__name__)
@@ -323,7 +324,7 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     default: ``answer-only`` alone)."""
     import numpy as np
 
-    from wise_rl.data.shapeworld import iter_samples
+    from wise_rl.testbed.shapeworld import iter_samples
 
     samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy",
                            describe=describe_share > 0 or name_share > 0)
@@ -407,19 +408,6 @@ def lr_lambda(config: PretrainConfig, clock: TrainClock):
 # ----------------------------------------------------------------------------------------------------------------
 # Box-level scoring (comparable to the shapeworld baselines)
 # ----------------------------------------------------------------------------------------------------------------
-def box_scores(answers: list[dict[str, Any] | None], gt_bboxes: list) -> dict[str, float]:
-    """``box_acc50`` = share with IoU > 0.5 and ``box_mean_iou``, IoU = ``shapeworld.box_iou(pred, gt)``; a missing
-    answer (no parse) scores 0."""
-    from wise_rl.data.shapeworld import box_iou
-
-    if len(answers) != len(gt_bboxes):
-        raise ValueError(f"{len(answers)} answers for {len(gt_bboxes)} ground-truth boxes")
-    ious = [box_iou(a["bbox"], g) if a is not None else 0.0 for a, g in zip(answers, gt_bboxes)]
-    n = len(ious)
-    return {"box_acc50": sum(i > 0.5 for i in ious) / n if n else 0.0,
-            "box_mean_iou": sum(ious) / n if n else 0.0, "n": n}
-
-
 def quick_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32,
                max_new_tokens: int = 64, prompt: str = PROMPT) -> dict[str, float]:
     """Greedy generation (the eval path's :class:`HFGenerator`, question worded by ``prompt``) on ``rows``:
@@ -478,8 +466,8 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
     """
     if not rows:
         raise ValueError("name_eval: no rows")
-    from wise_rl.data.shapeworld import COLOURS, KINDS
     from wise_rl.models import eval_mode
+    from wise_rl.testbed.shapeworld import COLOURS, KINDS
 
     gen = generator or name_generator(model, processor, max_new_tokens)
     right = in_scene = 0
@@ -506,7 +494,7 @@ def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32
 
 def naming_rows(seed: int, n: int, image_size: int = 112) -> list[dict[str, Any]]:
     """The first ``n`` scenes of the held-out test split (seed ``seed``) with their words, for :func:`name_eval`."""
-    from wise_rl.data.shapeworld import described_sample_at
+    from wise_rl.testbed.shapeworld import described_sample_at
 
     return [described_sample_at(seed, "test", i, image_size) for i in range(n)]
 
@@ -528,8 +516,8 @@ def vision_probe(model, processor, rows: list[dict[str, Any]], train_share: floa
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from wise_rl.data.shapeworld import COLOURS, KINDS
     from wise_rl.models import eval_mode
+    from wise_rl.testbed.shapeworld import COLOURS, KINDS
 
     ip = processor.image_processor
     cell = ip.patch_size * ip.merge_size
@@ -782,7 +770,7 @@ def family_box_scores(answers: list[dict[str, Any] | None], rows: list[dict[str,
     """Box acc@0.5 per query family next to the random-shape baseline of the same rows:
     ``{family: {"n", "box_acc50", "random_shape_acc50"}}`` (ShapeWorld rows: ``family``, ``gt_bbox``,
     ``shape_boxes``)."""
-    from wise_rl.data.shapeworld import random_shape_baseline
+    from wise_rl.testbed.shapeworld import random_shape_baseline
 
     out: dict[str, dict[str, Any]] = {}
     for family in sorted({r["family"] for r in rows}):
@@ -802,7 +790,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     import trl
     from datasets import IterableDataset
 
-    from wise_rl.models import build_tiny_model, count_parameters, load_model, load_processor
+    from wise_rl.models import count_parameters, load_model, load_processor
+    from wise_rl.testbed.tiny_model import build_tiny_model
 
     config.validate()
     prompt_mix = parse_prompt_mix(config.prompt_mix)
@@ -828,7 +817,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         n_params = count_parameters(model)
 
         # Held-out rows: the test split of the same seed (disjoint from the training stream).
-        from wise_rl.data.shapeworld import centre_box_baseline, generate_dataset, random_shape_baseline
+        from wise_rl.testbed.shapeworld import centre_box_baseline, generate_dataset, random_shape_baseline
 
         n_held = max(config.eval_n, config.curve_n if config.curve_every else 0)
         test = generate_dataset(0, n_held, seed=config.seed, image_size=config.image_size, progress=False)["test"]

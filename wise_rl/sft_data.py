@@ -147,10 +147,10 @@ def best_exploration(completions: Sequence[str], gt_bbox: Sequence[float], tau: 
                      prompt_template: str = "verbose", stats: Counter | None = None) -> tuple[str | None, float]:
     """The reasoning of the completion with the highest bbox IoU ≥ ``tau`` (and that IoU), or ``(None, best)``.
 
-    IoU is the WISE pixel-inclusive one (``rewards.geometry.box_iou``); completions that do not parse or have an
+    IoU is the WISE pixel-inclusive one (``wise_rl.metrics.box_iou``); completions that do not parse or have an
     empty reasoning are ignored. ``stats`` (a Counter) gets ``samples``, ``parsed`` and one ``failure:<reason>``
     count per sample that was ignored."""
-    from rewards.geometry import box_iou
+    from wise_rl.metrics import box_iou
 
     best_text, best_iou = None, -1.0
     for completion in completions:

@@ -11,12 +11,12 @@ Data (see docs/ARCHITECTURE.md)::
       └─ grpo_rows: {"image", "prompt": [user turn], gt_* …}                           (gt columns reach rewards)
 
 The prompt and the completion are separate columns, so TRL tokenises them separately, exactly as generation sees
-the prompt (FIELD_NOTES §4: tokenising ``prompt + target`` as one string changes the BPE split at the boundary).
+the prompt: tokenising ``prompt + target`` as one string would change the BPE split at the boundary.
 Messages carry string content; TRL's ``prepare_multimodal_messages`` puts the image placeholder before the text of
 the user turn, and reads the single ``image`` column as ``images=[image]``.
 
 Model: always given to TRL as a *path* with ``model_init_kwargs`` (dtype, attention) so that 4-bit QLoRA works (an
-instantiated model ignores a quantization config, FIELD_NOTES §3) and ZeRO-3 partitions at load time. The processor
+instantiated model ignores a quantization config) and ZeRO-3 partitions at load time. The processor
 comes from :func:`wise_rl.models.load_processor` (works without torchvision).
 
 Every configuration value is checked by :func:`validate_sft_args` / :func:`validate_grpo_args` *before* any model or
@@ -177,20 +177,6 @@ class GRPOScriptArguments(WiseScriptArguments):
 # Parsing (TRL's aliases, presets, unknown keys) lives in wise_rl.recipe_args; re-exported from this module.
 
 
-def load_recipe(name: str):
-    """The module of ``recipes/<name>.py`` (``sft`` or ``grpo``), for in-process runs by the demo, bench and tests.
-
-    The recipes are entry scripts, not package modules: they ship with a source checkout, not with the wheel.
-    """
-    import importlib.util
-
-    path = RECIPES_DIR / f"{name}.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} not found: the recipes ship with a source checkout (pip install -e .)")
-    spec = importlib.util.spec_from_file_location(f"_wise_rl_recipe_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -260,7 +246,7 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
     if not training_args.learning_rate > 0:  # also catches NaN
         raise ConfigError(f"learning_rate: must be > 0, got {training_args.learning_rate}")
     if script_args.tiny_model_preset is not None:
-        from wise_rl.models import PRESETS
+        from wise_rl.testbed.tiny_model import PRESETS
 
         if script_args.tiny_model_preset not in PRESETS:
             raise ConfigError(f"tiny_model_preset: {script_args.tiny_model_preset!r} unknown; known: {', '.join(PRESETS)}")
@@ -440,7 +426,7 @@ def load_training_dataset(script_args: WiseScriptArguments):
     """The training rows in the sample schema (``datasets.Dataset``)."""
     spec = script_args.dataset
     if spec == "shapeworld":
-        from wise_rl.data.shapeworld import generate_dataset
+        from wise_rl.testbed.shapeworld import generate_dataset
 
         dd = generate_dataset(
             n_train=script_args.shapeworld_rows, n_test=0, seed=script_args.shapeworld_seed,
@@ -556,7 +542,7 @@ def ensure_model(script_args: WiseScriptArguments, model_args) -> str:
     if script_args.tiny_model_preset and not (Path(path) / "config.json").is_file():
         from accelerate import PartialState
 
-        from wise_rl.models import build_tiny_model
+        from wise_rl.testbed.tiny_model import build_tiny_model
 
         with PartialState().main_process_first():
             if not (Path(path) / "config.json").is_file():
@@ -630,7 +616,7 @@ def model_init_kwargs(training_args, model_args) -> dict[str, Any]:
 
 def maybe_init_cpu_deepspeed() -> None:
     """DeepSpeed on CPU (``DS_ACCELERATOR=cpu``): start the gloo process group before the trainer is built
-    (ZeRO-3 with a reference model, ``beta > 0``, otherwise hangs or fails; FIELD_NOTES §3)."""
+    (ZeRO-3 with a reference model, ``beta > 0``, otherwise hangs or fails)."""
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
         return
     if os.environ.get("DS_ACCELERATOR") != "cpu":

@@ -70,7 +70,7 @@ def cell_targets(scene, cell: int, min_pixels: int = 20) -> dict[str, np.ndarray
     Returns ``colour`` and ``kind`` (int64, shape ``(G²,)``; index into ``COLOURS`` / ``KINDS``, or
     ``len(COLOURS)`` / ``len(KINDS)`` for "none") and ``box`` (float32 ``(G², 4)``, the covering shape's
     pixel-inclusive box / image size; zeros where none)."""
-    from wise_rl.data.shapeworld import COLOURS, KINDS
+    from wise_rl.testbed.shapeworld import COLOURS, KINDS
 
     size = scene.image_size
     grid = size // cell
@@ -102,7 +102,7 @@ class SceneCollator:
         self.seed, self.image_size, self.min_pixels = seed, image_size, min_pixels
 
     def scenes(self, indices):
-        from wise_rl.data.shapeworld import _rng_for, render_scene
+        from wise_rl.testbed.shapeworld import _rng_for, render_scene
 
         return [render_scene(_rng_for(self.seed, "stream", int(i)), image_size=self.image_size) for i in indices]
 
@@ -176,7 +176,7 @@ def train_vision(model, processor, config: VisionStageConfig, output_dir, bf16: 
 
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from wise_rl.data.shapeworld import COLOURS, KINDS
+    from wise_rl.testbed.shapeworld import COLOURS, KINDS
 
     config.validate()
     heads = VisionHeads(model, len(COLOURS), len(KINDS), config.box_weight, config.keep_weight)
@@ -209,7 +209,7 @@ def train_vision(model, processor, config: VisionStageConfig, output_dir, bf16: 
 def head_accuracy(heads, processor, seed: int, n: int = 400, image_size: int = 112, batch_size: int = 100) -> dict:
     """Accuracy of the trained heads per shape at its centre cell on ``n`` held-out scenes (test split of
     ``seed``): ``{"colour_acc", "kind_acc", "n_shapes"}``."""
-    from wise_rl.data.shapeworld import COLOURS, KINDS, _rng_for, render_scene
+    from wise_rl.testbed.shapeworld import COLOURS, KINDS, _rng_for, render_scene
 
     collate = SceneCollator(processor, seed, image_size)
     cell, grid = collate.cell, image_size // collate.cell

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from wise_rl.bench import BENCHES, GRPO_VARIANTS, format_result
+    from wise_rl.testbed.bench import BENCHES, GRPO_VARIANTS, format_result
 
     write = False if args.no_write else (args.out or True)
     if args.bench == "rewards":

@@ -7,8 +7,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wise_rl.models import PRESETS
     from wise_rl.pretrain import PretrainConfig
+    from wise_rl.testbed.tiny_model import PRESETS
 
     d = PretrainConfig(out="")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the model, processor and card")

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wise_rl.data.shapeworld import centre_box_baseline, generate_dataset, random_shape_baseline
+    from wise_rl.testbed.shapeworld import centre_box_baseline, generate_dataset, random_shape_baseline
 
     if args.n <= 0:
         raise SystemExit(f"wise-rl synth: --n must be positive, got {args.n}")
