@@ -112,6 +112,8 @@ def _check_recipe(words: list[str], where: str) -> None:
             words = words[2:]
     elif words[0] == "python":
         words = words[1:]
+        if words[0] == "-m":  # python -m wise_rl.scripts.NAME runs what recipes/NAME.py runs
+            words = [f"recipes/{words[1].rsplit('.', 1)[-1]}.py", *words[2:]]
     script, argv = words[0], words[1:]
     assert script in ("recipes/sft.py", "recipes/grpo.py"), f"{where}: {script}"
     config = argv[argv.index("--config") + 1] if "--config" in argv else None

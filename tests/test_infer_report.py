@@ -84,7 +84,7 @@ def test_render_result_enlarges_and_puts_the_ground_truth_beside(tmp_path):
     gt_px = arr[3 * 4 + 1, 80 + 8 + 3 * 4 + 1]  # inside the ground-truth mask, second panel
     assert gt_px[0] > 100 and gt_px[0] == gt_px[2] and tuple(arr[3 * 4 + 1, 3 * 4 + 1]) == (0, 0, 0)
     assert GROUND_TRUTH_COLOUR != PREDICTION_COLOUR
-    from wise_rl.data.shapeworld import COLOURS
+    from wise_rl.testbed.shapeworld import COLOURS
 
     # the prediction colour is far from every ShapeWorld colour
     assert min(sum((a - b) ** 2 for a, b in zip(PREDICTION_COLOUR, c)) ** 0.5 for c in COLOURS.values()) > 150

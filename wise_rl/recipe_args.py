@@ -294,7 +294,7 @@ def parse_sft_args(argv: list[str] | None = None):
     """``(SFTScriptArguments, trl.SFTConfig, trl.ModelConfig)`` from ``--config FILE.yaml`` plus CLI overrides."""
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    from wise_rl.training import SFTScriptArguments
+    from wise_rl.script_args import SFTScriptArguments
 
     argv, sources = _prepare(list(sys.argv[1:] if argv is None else argv))
     return _finish(TrlParser((SFTScriptArguments, SFTConfig, ModelConfig)), argv, sources)
@@ -307,7 +307,7 @@ def parse_grpo_args(argv: list[str] | None = None):
     """
     from trl import GRPOConfig, ModelConfig, RLOOConfig, TrlParser
 
-    from wise_rl.training import GRPOScriptArguments
+    from wise_rl.script_args import GRPOScriptArguments
 
     argv, sources = _prepare(list(sys.argv[1:] if argv is None else argv))
     algorithm = None
