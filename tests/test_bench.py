@@ -124,3 +124,16 @@ def test_bench_cli_quiet_hides_progress_bars(tiny_model_dir, shapeworld_dir, tmp
     assert "latency_ratio" in quiet.out and "bench generation" not in quiet.err
     assert main(args) == 0
     assert "bench generation" in capsys.readouterr().err  # the tqdm bar
+
+
+def test_bench_precision_times_fp32_and_bf16_steps_and_names_the_cpu(tmp_path, tiny_model_dir, shapeworld_dir):
+    from wise_rl.testbed.bench import bench_precision
+
+    doc = tmp_path / "bench.md"
+    result = bench_precision(steps=1, rounds=1, model=str(tiny_model_dir), dataset=str(shapeworld_dir),
+                             config="recipes/tiny/sft.yaml", write=doc)
+    assert result["steps_timed"] == {"fp32": 1, "bf16": 1}
+    assert result["fp32_s_per_step"] > 0 and result["bf16_s_per_step"] > 0
+    assert result["ratio_bf16_over_fp32"] == result["bf16_s_per_step"] / result["fp32_s_per_step"]
+    text = doc.read_text()
+    assert "## Precision" in text and "| fp32 |" in text and "CPU " in result["machine"]

@@ -2,7 +2,8 @@
 
 - ``rewards``: the WISE reward stack vs the official-style implementation on a GRPO batch;
 - ``generation``: WISE-S vs verbose generation on the same model and samples (tokens and latency ratios);
-- ``grpo-step``: s/step of ``recipes/grpo.py``'s trainer vs a plain ``trl.GRPOTrainer`` (ratio).
+- ``grpo-step``: s/step of ``recipes/grpo.py``'s trainer vs a plain ``trl.GRPOTrainer`` (ratio);
+- ``precision``: s/step of the SFT recipe in fp32 vs bf16 autocast on this machine (ratio, CPU model and flags).
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--json", default=None, help="also write the full result (every step time) to this file")
     _common(s)
 
+    pr = sub.add_parser("precision", help="s/step of the SFT recipe in fp32 vs bf16 autocast on this machine")
+    pr.add_argument("--steps", type=int, default=3, help="timed steps per round and precision (default 3)")
+    pr.add_argument("--rounds", type=int, default=2, help="rounds, order flipped each round (default 2)")
+    pr.add_argument("--config", default=None, help="SFT recipe YAML (default recipes/demo/sft_verbose.yaml)")
+    pr.add_argument("--model", default=None, help="model folder (default the shipped ShapeWorld base)")
+    pr.add_argument("--dataset", default=None, help="training data (default 64 ShapeWorld scenes built here)")
+    _common(pr)
+
 
 def _positive(args: argparse.Namespace, *names: str) -> None:
     for name in names:
@@ -113,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
             variants=variants, threads=args.threads, max_completion_length=args.max_completion_length,
             write=write, progress=not args.quiet,
         )
+    elif args.bench == "precision":
+        _positive(args, "steps", "rounds")
+        result = BENCHES["precision"](steps=args.steps, rounds=args.rounds, config=args.config, model=args.model,
+                                      dataset=args.dataset, threads=args.threads, write=write)
     else:  # pragma: no cover - argparse rejects unknown names
         raise SystemExit(f"unknown benchmark {args.bench!r}; known: {', '.join(BENCHES)}")
     if getattr(args, "json", None):
