@@ -89,7 +89,8 @@ def bench_precision(steps: int = 3, rounds: int = 2, config: str | None = None, 
               "steps_timed": {k: len(v) for k, v in per.items()}, "config": config, "model": model,
               "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "times": per}
     if write:
-        body = (f"- command: `wise-rl bench precision --steps {steps} --rounds {rounds}`\n"
+        threads_flag = f" --threads {threads}" if threads else ""
+        body = (f"- command: `wise-rl bench precision --steps {steps} --rounds {rounds}{threads_flag}`\n"
                 f"- date: {time.strftime('%Y-%m-%d')}\n"
                 f"- machine: {result['machine']}; 1-min load average {result['load_average']:.1f} (shared machine)\n"
                 f"- recipe: `{config}` on `{model}`; {steps} timed steps per round and precision after one warm-up, "
