@@ -14,7 +14,7 @@ LISA's evaluation reads them (``utils/dataset.py`` ValDataset, ``utils/data_proc
   sample whose target is empty: ``gt_bbox`` and ``gt_points`` are None, ``gt_mask`` holds no 1. It scores IoU 1 when
   the prediction is empty too, else 0 (``wise_rl.metrics``: LISA adds 1 where the union is 0).
 
-Errors are ``_RowError`` s of the loader (counted or raised by ``load_source``): ``unreadable_json``,
+Errors are ``_RowError`` s of ``wise_rl.data.rowtools`` (counted or raised by ``load_source``): ``unreadable_json``,
 ``missing_column``, ``empty_query``, ``unreadable_image``, ``bad_polygon``.
 """
 
@@ -28,16 +28,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from wise_rl.data import rowtools  # the row helpers the loaders share; it imports no loader
 from wise_rl.data.schema import IGNORE_INDEX
 
 TEXTS = ("first", "all")
 _INT32 = np.iinfo(np.int32)
-
-
-def _loaders():
-    from wise_rl.data import loaders  # the loader imports this module lazily; shared row helpers live there
-
-    return loaders
 
 
 def _read_json(path: Path) -> Any:
@@ -50,7 +45,7 @@ def _read_json(path: Path) -> Any:
 
 def _vertices(points: Any) -> np.ndarray:
     """LISA vertices → the ``(1, N, 2)`` int32 array LISA passes to OpenCV (``np.array([points], np.int32)``)."""
-    err = _loaders()._RowError
+    err = rowtools._RowError
     try:
         arr = np.asarray(points, dtype=np.float64)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -69,7 +64,7 @@ def _paint(canvas: np.ndarray, vertices: np.ndarray, value: int) -> None:
 
 def lisa_mask(shapes: Any, width: int, height: int) -> np.ndarray:
     """``shapes`` of a LISA JSON → H×W uint8 mask (1 target, 255 ignore, 0 background), as get_mask_from_json."""
-    err = _loaders()._RowError
+    err = rowtools._RowError
     if not isinstance(shapes, list):
         raise err("shapes", "bad_polygon", f"shapes must be a list, got {type(shapes).__name__}")
     polys, areas = [], []
@@ -93,12 +88,11 @@ def lisa_mask(shapes: Any, width: int, height: int) -> np.ndarray:
 
 def _texts(value: Any, texts: str) -> list[tuple[str, str]]:
     """(id suffix, query) pairs: ``first`` → [("", text[0])]; ``all`` → [("#k", text_k)]; a string → [("", s)]."""
-    loaders = _loaders()
     if isinstance(value, (list, tuple)) and texts == "first":
         if not value:
-            raise loaders._RowError("text", "empty_query", "empty list of queries")
-        return [("", loaders._query(value[0], "text"))]
-    return loaders._queries(value, "text")
+            raise rowtools._RowError("text", "empty_query", "empty list of queries")
+        return [("", rowtools._query(value[0], "text"))]
+    return rowtools._queries(value, "text")
 
 
 def lisa_rows(folder: Path, model_size: int, with_original_mask: bool, label: str, texts: str = "first"
@@ -106,48 +100,46 @@ def lisa_rows(folder: Path, model_size: int, with_original_mask: bool, label: st
     """(generator of row lists or ``DataError`` s, number of JSON files) for ``load_source``."""
     if texts not in TEXTS:
         raise ValueError(f"lisa_texts must be one of {', '.join(TEXTS)}, got {texts!r}")
-    loaders = _loaders()
-    files = sorted(p for p in folder.glob("*.json") if p.name not in loaders._META_FILES)
+    files = sorted(p for p in folder.glob("*.json") if p.name not in rowtools._META_FILES)
 
     def generate():
         for index, js in enumerate(files):
             try:
                 yield _lisa_file(js, model_size, with_original_mask, texts)
-            except loaders._RowError as err:
-                yield loaders.DataError(label, index, err.column, err.reason, code=err.code, kind="lisa",
-                                        row_id=js.stem)
+            except rowtools._RowError as err:
+                yield rowtools.DataError(label, index, err.column, err.reason, code=err.code, kind="lisa",
+                                         row_id=js.stem)
 
     return generate(), len(files)
 
 
 def _lisa_file(js: Path, size: int, with_original_mask: bool, texts: str) -> list:
-    loaders = _loaders()
     from wise_rl import frames
     from wise_rl.data.geometry import target_pixels
 
     try:
         anno = _read_json(js)
     except (OSError, ValueError, RecursionError) as exc:
-        raise loaders._RowError("json", "unreadable_json", f"cannot read {js.name}: {exc}") from exc
+        raise rowtools._RowError("json", "unreadable_json", f"cannot read {js.name}: {exc}") from exc
     if not isinstance(anno, dict):
-        raise loaders._RowError("json", "unreadable_json", f"{js.name} must hold a JSON object")
+        raise rowtools._RowError("json", "unreadable_json", f"{js.name} must hold a JSON object")
     for column in ("text", "shapes"):
         if column not in anno:
-            raise loaders._RowError(column, "missing_column", f"{js.name} has no {column!r}")
+            raise rowtools._RowError(column, "missing_column", f"{js.name} has no {column!r}")
     queries = _texts(anno["text"], texts)
-    image_path = next((js.with_suffix(s) for s in loaders._IMAGE_SUFFIXES if js.with_suffix(s).exists()), None)
+    image_path = next((js.with_suffix(s) for s in rowtools._IMAGE_SUFFIXES if js.with_suffix(s).exists()), None)
     if image_path is None:
-        raise loaders._RowError("image", "unreadable_image", f"no image {js.stem}.jpg/.png beside {js.name}")
-    image, raw, fmt = loaders._open_image(str(image_path), "image", None)
+        raise rowtools._RowError("image", "unreadable_image", f"no image {js.stem}.jpg/.png beside {js.name}")
+    image, raw, fmt = rowtools._open_image(str(image_path), "image", None)
     width, height = image.size
     mask = lisa_mask(anno["shapes"], width, height)
     if target_pixels(mask).any():
-        truth = loaders._mask_ground_truth(mask, width, height, size, "shapes")
+        truth = rowtools._mask_ground_truth(mask, width, height, size, "shapes")
     else:  # a no-object sample: nothing to box, the empty target is scored
         truth = {"gt_bbox": None, "gt_points": None,
-                 "gt_mask": loaders._encode_png(frames.mask_to_model(mask, size))}
-    model_image = loaders._model_image(image, raw, fmt, size)
-    original = loaders._encode_png(mask) if with_original_mask else None
+                 "gt_mask": rowtools._encode_png(frames.mask_to_model(mask, size))}
+    model_image = rowtools._model_image(image, raw, fmt, size)
+    original = rowtools._encode_png(mask) if with_original_mask else None
     rows = []
     for suffix, query in queries:
         out = {"id": js.stem + suffix, "image": model_image, "query": query, "image_size": [width, height],
