@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wise_rl import demo
+from wise_rl.testbed import demo
 
 VARIANT_KEYS = ("gIoU", "cIoU", "acc50", "format_valid", "think_tokens_mean", "completion_tokens_mean",
                 "latency_s_mean")

@@ -18,13 +18,14 @@ SEAM = {"wise_rl.training": {"load_training_dataset", "ensure_model", "_validate
 # (their move into the testbed package is the next step of the restructure).
 OUTSIDE_CORE = {
     "wise_rl.commands.synth", "wise_rl.commands.tiny_model", "wise_rl.commands.pretrain_base",
-    "wise_rl.commands.bench", "wise_rl.commands.demo", "wise_rl.pretrain", "wise_rl.vision_stage", "wise_rl.demo",
+    "wise_rl.commands.bench", "wise_rl.commands.demo", "wise_rl.testbed.pretrain", "wise_rl.testbed.vision_stage",
+    "wise_rl.testbed.demo",
 }
 MAX_LINES = 600
 # Modules still over MAX_LINES, split in the next step; the list may only shrink (a test below checks each is
 # still over the limit, so a finished split must be taken off it).
-TOO_LONG_FOR_NOW = {"wise_rl/training.py", "wise_rl/evaluate.py", "wise_rl/data/loaders.py", "wise_rl/pretrain.py",
-                    "wise_rl/demo.py"}
+TOO_LONG_FOR_NOW = {"wise_rl/training.py", "wise_rl/evaluate.py", "wise_rl/data/loaders.py",
+                    "wise_rl/testbed/pretrain.py", "wise_rl/testbed/demo.py"}
 
 
 def _modules() -> dict[str, Path]:

@@ -15,7 +15,7 @@ The recipes are the user-facing ones: each stage's config is ``recipes/demo/<sta
 overrides and the run's paths merged in, written to ``RUN/configs/<stage>.yaml`` (re-run any stage by hand with
 ``python recipes/sft.py --config RUN/configs/sft_wise.yaml``). They run in this process (progress bars and
 tracebacks as usual); with ``runtime.parallel_arms`` the verbose arm (sft_verbose, eval_verbose) runs at the same
-time in a child process (``python -m wise_rl.demo --child``, one thread each: a 2-core machine trains both arms at
+time in a child process (``python -m wise_rl.testbed.demo --child``, one thread each: a 2-core machine trains both arms at
 once), whose output goes to ``RUN/logs/verbose_arm.log`` (its tail is printed if it fails).
 
 Profiles are YAML data in ``recipes/demo/profile_<name>.yaml`` (``default`` for ``make demo``, ``long`` for
@@ -69,7 +69,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the wise_rl package
 REPO_DIR = PACKAGE_DIR.parent
 RECIPES_DIR = REPO_DIR / "recipes"
 DEMO_RECIPES = RECIPES_DIR / "demo"
@@ -850,7 +850,7 @@ def _set_threads(n: int) -> None:
 def _spawn_arm(run: Run, stages: tuple[str, ...], args_profile: str, progress: bool) -> tuple[subprocess.Popen, Path]:
     run.logs.mkdir(parents=True, exist_ok=True)
     log = run.logs / "verbose_arm.log"
-    cmd = [sys.executable, "-m", "wise_rl.demo", "--child", "--out", str(run.out), "--base", str(run.base),
+    cmd = [sys.executable, "-m", "wise_rl.testbed.demo", "--child", "--out", str(run.out), "--base", str(run.base),
            "--profile", args_profile, "--stages", ",".join(stages)]
     if not progress:
         cmd.append("--quiet")
@@ -949,7 +949,7 @@ def summary_table(report: dict[str, Any]) -> str:
 
 def _child_main(argv: list[str] | None = None) -> int:
     """Internal: run some stages of an existing demo run (the background arm)."""
-    parser = argparse.ArgumentParser(prog="python -m wise_rl.demo")
+    parser = argparse.ArgumentParser(prog="python -m wise_rl.testbed.demo")
     parser.add_argument("--child", action="store_true", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--base", required=True)

@@ -167,10 +167,10 @@ class PretrainConfig:
     stream_start: int = 0  # index of the first scene of the training stream (a continued run starts past the first)
     name_share: float = 0.0  # share of rows that ask to name the queried shape in words (see the docstring)
     prompt_mix: str | None = None  # "name:weight,…" templates that word the grounding questions (default answer-only)
-    vision_steps: int = 0  # steps of the vision stage before grounding (0: none; see wise_rl.vision_stage)
+    vision_steps: int = 0  # steps of the vision stage before grounding (0: none; see wise_rl.testbed.vision_stage)
     vision_batch_size: int = 64
     vision_lr: float = 2e-3
-    vision_keep: float = 0.0  # vision stage: weight of keeping the init tower's features (see wise_rl.vision_stage)
+    vision_keep: float = 0.0  # vision stage: weight of keeping the init tower's features (see wise_rl.testbed.vision_stage)
     vision_lr_scale: float = 1.0  # grounding stage: the vision tower's lr = lr × this (0 freezes it)
     probe_n: int = 700  # held-out scenes of the vision probe written into the card (0: no probe)
     bf16: bool | None = None  # None: wise_rl.precision.resolve_bf16 (fp32 on a CPU, bf16 on a GPU)
@@ -754,9 +754,9 @@ def _save_model(model, init: Path | None, out: Path) -> None:
 
 
 def run_vision_stage(model, processor, config: PretrainConfig, output_dir) -> dict[str, Any]:
-    """The vision stage (:mod:`wise_rl.vision_stage`) on ``model`` in place; returns its record for the card:
+    """The vision stage (:mod:`wise_rl.testbed.vision_stage`) on ``model`` in place; returns its record for the card:
     steps, samples, wall time, loss curve and the heads' held-out accuracy per shape."""
-    from wise_rl.vision_stage import VisionStageConfig, head_accuracy, train_vision
+    from wise_rl.testbed.vision_stage import VisionStageConfig, head_accuracy, train_vision
 
     vcfg = VisionStageConfig(steps=config.vision_steps, batch_size=config.vision_batch_size, lr=config.vision_lr,
                              keep_weight=config.vision_keep, seed=config.seed, image_size=config.image_size, progress=config.progress)
