@@ -64,7 +64,8 @@ def test_heads_loss_on_a_collated_batch(tiny_model_dir):
 
 def test_pretrain_with_a_vision_stage_trains_the_tower_then_grounds(tmp_path, tiny_model_dir):
     from wise_rl.models import load_model
-    from wise_rl.testbed.pretrain import CARD_JSON, CARD_MD, PretrainConfig, pretrain
+    from wise_rl.testbed.base_card import CARD_JSON, CARD_MD
+    from wise_rl.testbed.pretrain import PretrainConfig, pretrain
 
     out = tmp_path / "base"
     config = PretrainConfig(out=str(out), init=str(tiny_model_dir), vision_steps=3, vision_batch_size=4,

@@ -81,7 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from wise_rl.testbed.pretrain import CARD_MD, PretrainConfig, pretrain, score_perception
+    from wise_rl.testbed.base_card import CARD_MD
+    from wise_rl.testbed.perception import score_perception
+    from wise_rl.testbed.pretrain import PretrainConfig, pretrain
 
     if args.score_perception:
         try:

@@ -1,107 +1,29 @@
-"""Pre-training the ShapeWorld base model: grounding (query → ``<answer>{json}</answer>``, no rationale), from random
-init or continuing a model (``init``), optionally next to scene descriptions and under several prompt wordings.
+"""Pre-training the ShapeWorld base model (``wise-rl pretrain-base``): grounding (query → ``<answer>{json}</answer>``,
+no rationale), from random init or continuing a model (``init``), optionally next to scene descriptions, target
+naming and several prompt wordings (rows: :mod:`wise_rl.testbed.pretrain_rows`), after an optional vision stage
+(:mod:`wise_rl.testbed.vision_stage`). WISE starts from an instruction-tuned VLM that already grounds; none can be
+downloaded here, so the demo starts from this base. Why each option exists, with measurements: ``docs/testbed.md``.
 
-WISE starts from an instruction-tuned VLM that already grounds objects; none can be downloaded here, so the demo
-starts from a small base model that this module trains (``wise-rl pretrain-base``).
-
-Training path (no custom loop): ``transformers.Trainer`` fed by TRL's VLM collator (see :func:`make_trainer` for
-why not ``trl.SFTTrainer`` itself) on prompt–completion rows, exactly the rows
-:func:`wise_rl.training.sft_rows` builds with ``prompt_template="answer-only"`` and ``target_mode="answer"``::
-
-    prompt     = [{"role": "user", "content": formats.render_prompt("answer-only", query)}]
-    completion = [{"role": "assistant", "content": formats.build_target("", answer, "", mode="answer")}]
-
-TRL's ``DataCollatorForVisionLanguageModeling`` applies the chat template and tokenises prompt (with the image) and
-completion SEPARATELY, then concatenates them, so the token boundary at the start of the completion is the one
-greedy generation sees after ``apply_chat_template(add_generation_prompt=True)``. The loss is on completion tokens
-only (``<answer>…</answer><|im_end|>\\n``).
-
-What else the base learns, and why (measured 2026-11-27, ``small`` preset, 2-core CPU). A base trained on the
-``answer-only`` prompt alone (1) gives every other token almost no probability, so the demo's SFT starts at a loss
-of 10–11 per token and spends its steps re-learning to write, and (2) grounds under that one wording only: under the
-official WISE prompts (127–153 tokens against 26) it babbles, and an SFT of 300 steps that made the three-stage
-format 100 % valid still answered every scene with the same box. Two options fix that without teaching any
-rationale:
-
-- ``describe_share``: that share of the scenes becomes :data:`DESCRIBE_PROMPT` → the scene description
-  (:func:`wise_rl.data.shapeworld.describe_scene`: the shapes, each one's place, width and corners; no query, so no
-  reasoning), as an instruction-tuned VLM can caption;
-- ``prompt_mix``: the grounding questions are worded by several of the project's templates, always with the answer
-  block alone as the target, as an instruction-tuned VLM follows many phrasings of one request;
-- ``name_share``: that share of the scenes becomes :data:`NAME_PROMPT` → the queried shape named in words ('the
-  red pentagon at the bottom', :func:`wise_rl.data.shapeworld.name_shape`): grounding answered in words instead of
-  a box. Without it, the SFT's concise rationale (which names the target) collapsed to one string for every scene
-  ('the red pentagon is not red' on 52 of 100) and the answer after it lost the grounding (acc@0.5 3 %).
-
-Which wordings a small model can ground under (held-out box acc@0.5 on 64 scenes under each wording, after 6–7.5
-minutes continuing the 70-minute base with 20 % descriptions and 60 % of the questions in the other wordings,
-2026-11-27):
-
-==========================================================  ===========  =====================================
-wordings trained next to ``answer-only``                    answer-only  the others
-==========================================================  ===========  =====================================
-official ``wise`` / ``wise-s`` / ``verbose`` / ``wise-train``  31 %      2 % (``wise-s``), 3 % (``verbose``)
-short, question first, instructions after it                34 %         2 % (``wise-s``) to 20 % (``verbose``)
-``*-compact``: short instruction + the answer-only prompt    33 %        33 % to 39 % (all four)
-==========================================================  ===========  =====================================
-
-The distance between the question and the answer is what matters to a 3-layer model, hence the ``*-compact``
-templates of :mod:`wise_rl.formats` and the demo's ``prompt_style: compact``.
-
-What the base sees, and why the rationale arms of the demo stay below it (measured 2026-11-28 with ``wise-rl
-pretrain-base --out DIR --score-perception``: naming on 300 held-out scenes, the probe on 2,204 shapes). The
-shipped base's box acc@0.5 (42 %) is barely above boxing a random shape of the scene (34 %): it finds shapes, by
-their place on the position-bearing background, but rarely the queried one. It does not see colour or kind:
-
-======================================================  ================  ===================  ==================
-                                                        100-minute base   shipped (+70 min,    chance
-                                                                          35 % naming rows)
-======================================================  ================  ===================  ==================
-names the target's colour and kind (:func:`name_eval`)  6 %               17 %                 36 % (random shape)
-names some shape of the scene                           13 %              23 %                 10 % (blind guess)
-linear probe of colour on the shape's vision token      44 %              40 %                 18 % (majority)
-linear probe of kind on the shape's vision token        42 %              44 %                 22 % (majority)
-======================================================  ================  ===================  ==================
-
-(:func:`vision_probe`; the same probe on the cell's mean RGB reads colour 57 % of the time.) Seventy more minutes
-with a third of the rows asking for the name raised naming but not the probe: the language model learns to repeat
-the kind the question names; the vision tower does not learn colour. Every rationale names shapes, and the SFT
-teaches the answer to follow the rationale, so both rationale arms land on the wrong shape. A base that can reach
-the demo's accuracy targets needs a vision tower that tells colour and kind apart: more training than a CPU session
-gives, or a larger image (more tokens per shape).
-
-Data: an endless stream of fresh scenes (:func:`wise_rl.data.shapeworld.iter_samples`, stream disjoint from the
-train/test splits) rendered ``chunk`` scenes at a time; image processing and tokenisation happen in the collator.
-Both are timed (``data_prep_s``) apart from the rest of the step, so the card reports
+Training path: ``transformers.Trainer`` fed by TRL's ``DataCollatorForVisionLanguageModeling`` (prompt and
+completion tokenised separately, then concatenated, so the boundary is the one greedy generation sees; loss on
+completion tokens only); :func:`make_trainer` says why not ``trl.SFTTrainer``. Throughput on the card::
 
     data_samples_per_s  = samples / data_prep_s                       (rendering + processor + collate)
     train_samples_per_s = samples / (train_wall_s − data_prep_s)      (forward + backward + AdamW step)
-    samples_per_s       = samples / train_wall_s                      (end to end)
+    samples_per_s       = samples / train_wall_s                      (end to end; also per CPU-second: *_per_cpu_s)
 
-and the same per CPU-second of process time (``*_per_cpu_s``; all threads), which other load on a shared machine
-does not inflate.
+Learning rate (one ``LambdaLR`` over ``torch.optim.AdamW``), ``r = min_lr_ratio``::
 
-Learning-rate schedule (one ``LambdaLR`` over ``torch.optim.AdamW``): linear warmup over ``warmup_steps`` steps,
-then cosine from ``lr`` down to ``min_lr_ratio · lr`` over the progress ``p ∈ [0, 1]``::
+    lr(step) = lr · (step + 1) / warmup_steps                          while step < warmup_steps
+    lr(step) = lr · (r + (1 − r) · ½ · (1 + cos(π · p)))                 afterwards
+    p        = max(step / max_steps, training_seconds / (60 · minutes))   (whichever budget is set)
 
-    lr(step) = lr · (step + 1) / warmup_steps                                     while step < warmup_steps
-    lr(step) = lr · (r + (1 − r) · ½ · (1 + cos(π · p)))                            afterwards, r = min_lr_ratio
-    p        = max(step / max_steps, training_seconds / (60 · minutes))              (whichever budget is set)
-
-so a time budget (``--minutes``) anneals over wall time and stops when it is spent. Curve evaluations (``--curve-
-every`` minutes on ``--curve-n`` held-out scenes) are not counted in the training time.
-
-Held-out evaluation (the project's eval path, :func:`wise_rl.evaluate.run_eval` with an
-:class:`~wise_rl.evaluate.HFGenerator`, greedy, stopped at ``</answer>``) on ``eval_n`` scenes of the ShapeWorld
-``test`` split of the same seed. Reported next to each other:
-
-- ``box_acc50`` = share of samples with box IoU(predicted bbox, gt bbox) > 0.5 on the queried target and
-  ``box_mean_iou``: the same box IoU the random-shape and centre-box baselines use (pixel-inclusive, WISE reward);
-- ``gIoU`` / ``cIoU`` / ``acc50`` of the eval path (mask IoU of the box-decoded prediction against the shape's mask,
-  LISA protocol: a perfect box scores π/4 on a circle and about ½ on a triangle there), ``format_valid``;
-- ``random_shape`` and ``centre_box`` baselines (:mod:`wise_rl.data.shapeworld`);
-- with ``name_share``: ``naming`` (:func:`name_eval`) on the same scenes. ``--score-perception`` adds it and the
-  vision probe to the card of an existing base.
+so ``--minutes`` anneals over wall time and stops when spent; curve evaluations (``--curve-every`` minutes on
+``--curve-n`` scenes) are not counted as training time. Held-out evaluation on ``eval_n`` scenes of the ``test``
+split (:mod:`wise_rl.testbed.perception`): ``box_acc50`` / ``box_mean_iou`` (box IoU, as the baselines), the eval
+path's ``gIoU`` / ``cIoU`` / ``acc50`` (mask IoU of the box-decoded answer, LISA protocol), ``format_valid``, the
+``random_shape`` / ``centre_box`` baselines and, with ``name_share``, ``naming``. Output: safetensors + processor
+files, ``card.json``, ``model_card.md`` (:mod:`wise_rl.testbed.base_card`). A bad config raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -115,24 +37,25 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wise_rl import formats
 from wise_rl.metrics import box_scores
 from wise_rl.precision import resolve_bf16
+from wise_rl.testbed.base_card import CARD_JSON, CARD_MD, EVAL_DIR, model_card_markdown
+from wise_rl.testbed.perception import family_box_scores, name_eval, naming_rows, quick_eval, vision_probe
+from wise_rl.testbed.pretrain_rows import (
+    DESCRIBE_PROMPT,
+    NAME_PROMPT,
+    PROMPT,
+    DataTimer,
+    parse_prompt_mix,
+    stream_rows,
+)
 
 logger = logging.getLogger(__name__)
 
-PROMPT = "answer-only"
-TARGET_MODE = "answer"
-# The scene-description task (``--describe-share``): no query, so nothing to reason about; only what is in the image.
-DESCRIBE_PROMPT = "Describe the shapes in the image."
-# The naming task (``--name-share``): the queried shape in words ('the red pentagon at the bottom'), no box.
-NAME_PROMPT = "Which shape is '{question}'? Name it."
-CARD_JSON, CARD_MD, EVAL_DIR = "card.json", "model_card.md", "eval"
 # Files of build_tiny_model's folder that belong to the processor (copied as built, so loaders read them as-is).
 _MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json"}
 
@@ -236,126 +159,6 @@ class PretrainConfig:
         return " ".join(parts)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Rows and timing
-# ----------------------------------------------------------------------------------------------------------------
-def pretrain_row(sample: dict[str, Any], prompt: str = PROMPT) -> dict[str, Any]:
-    """The SFT row of one sample, as ``training.sft_rows(ds, "answer-only", "answer")`` builds it, plus the image:
-    ``{"image", "prompt": [user turn], "completion": [assistant turn]}``; ``prompt`` words the question with
-    another of the project's templates (the target stays the answer block alone)."""
-    target = formats.build_target("", formats.answer_dict(sample["gt_bbox"], sample["gt_points"]), "",
-                                  TARGET_MODE)
-    return {
-        "image": sample["image"],
-        "prompt": [{"role": "user", "content": formats.render_prompt(prompt, sample["query"])}],
-        "completion": [{"role": "assistant", "content": target}],
-    }
-
-
-class DataTimer:
-    """Accumulates the seconds spent preparing data (rendering + collating) and the samples prepared."""
-
-    def __init__(self):
-        self.seconds = 0.0
-        self.cpu_seconds = 0.0  # process CPU time (all threads), robust to other load on a shared machine
-        self.render_seconds = 0.0
-        self.rendered = 0
-        self.collated = 0
-
-
-def describe_row(sample: dict[str, Any]) -> dict[str, Any]:
-    """The scene-description row of one sample (``iter_samples(..., describe=True)``): :data:`DESCRIBE_PROMPT` →
-    the plain description text, no tags, no query."""
-    if "description" not in sample:
-        raise KeyError("describe_row needs a sample with 'description' (iter_samples(..., describe=True))")
-    return {
-        "image": sample["image"],
-        "prompt": [{"role": "user", "content": DESCRIBE_PROMPT}],
-        "completion": [{"role": "assistant", "content": sample["description"]}],
-    }
-
-
-def parse_prompt_mix(text: str | None) -> dict[str, float]:
-    """``"answer-only:0.4,wise:0.15"`` → ``{"answer-only": 0.4, "wise": 0.15}`` (weights, normalised when drawn);
-    a name without ``:w`` weighs 1. Names must be templates of :mod:`wise_rl.formats`."""
-    if not text:
-        return {PROMPT: 1.0}
-    mix: dict[str, float] = {}
-    for part in text.split(","):
-        name, _, weight = part.strip().partition(":")
-        if name not in formats.available_prompts():
-            raise ValueError(f"--prompt-mix: unknown prompt template {name!r} in {text!r}; known: "
-                             f"{', '.join(formats.available_prompts())}")
-        try:
-            w = float(weight) if weight else 1.0
-        except ValueError:
-            raise ValueError(f"--prompt-mix: weight of {name!r} is not a number: {weight!r}") from None
-        if not w > 0:
-            raise ValueError(f"--prompt-mix: weight of {name!r} must be > 0, got {w}")
-        mix[name] = mix.get(name, 0.0) + w
-    return mix
-
-
-def name_prompt_text(query: str) -> str:
-    """:data:`NAME_PROMPT` with the question."""
-    return NAME_PROMPT.format(question=formats.normalise_question(query))
-
-
-def name_row(sample: dict[str, Any]) -> dict[str, Any]:
-    """The naming row of one sample (``iter_samples(..., describe=True)``): :data:`NAME_PROMPT` with the query →
-    the target named in words (:func:`wise_rl.data.shapeworld.name_shape`), no tags, no box."""
-    if "target_name" not in sample:
-        raise KeyError("name_row needs a sample with 'target_name' (iter_samples(..., describe=True))")
-    return {
-        "image": sample["image"],
-        "prompt": [{"role": "user",
-                    "content": name_prompt_text(sample["query"])}],
-        "completion": [{"role": "assistant", "content": sample["target_name"]}],
-    }
-
-
-def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None = None,
-                start: int = 0, describe_share: float = 0.0,
-                prompt_mix: dict[str, float] | None = None, name_share: float = 0.0) -> Iterator[dict[str, Any]]:
-    """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds): each
-    scene becomes a :func:`describe_row` with probability ``describe_share``, a :func:`name_row` with probability
-    ``name_share`` (one seeded draw), else a
-    :func:`pretrain_row` whose question is worded by a template drawn from ``prompt_mix`` (name → weight;
-    default: ``answer-only`` alone)."""
-    import numpy as np
-
-    from wise_rl.testbed.shapeworld import iter_samples
-
-    samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy",
-                           describe=describe_share > 0 or name_share > 0)
-    draws = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7, start)))
-    mix = prompt_mix or {PROMPT: 1.0}
-    names, weights = list(mix), np.asarray(list(mix.values()), dtype=float)
-    cdf = np.cumsum(weights / weights.sum())
-
-    def row(sample):
-        u = draws.random() if describe_share or name_share else 1.0
-        if u < describe_share:
-            return describe_row(sample)
-        if u < describe_share + name_share:
-            return name_row(sample)
-        if len(names) == 1:
-            return pretrain_row(sample, names[0])
-        return pretrain_row(sample, names[min(int(np.searchsorted(cdf, draws.random(), side="right")),
-                                              len(names) - 1)])
-
-    while True:
-        t0, c0 = time.perf_counter(), time.process_time()
-        rows = [row(next(samples)) for _ in range(chunk)]
-        if timer is not None:
-            dt = time.perf_counter() - t0
-            timer.seconds += dt
-            timer.cpu_seconds += time.process_time() - c0
-            timer.render_seconds += dt
-            timer.rendered += len(rows)
-        yield from rows
-
-
 class TimedCollator:
     """Wraps a collator and adds its seconds and batch sizes to a :class:`DataTimer`."""
 
@@ -405,185 +208,6 @@ def lr_lambda(config: PretrainConfig, clock: TrainClock):
     return factor
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Box-level scoring (comparable to the shapeworld baselines)
-# ----------------------------------------------------------------------------------------------------------------
-def quick_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32,
-               max_new_tokens: int = 64, prompt: str = PROMPT) -> dict[str, float]:
-    """Greedy generation (the eval path's :class:`HFGenerator`, question worded by ``prompt``) on ``rows``:
-    box_acc50, box_mean_iou and format_valid (share whose completion is exactly one valid answer block, the
-    pre-training target whatever the wording)."""
-    from wise_rl.evaluate import HFGenerator
-    from wise_rl.models import eval_mode
-
-    gen = HFGenerator(model, processor, prompt, max_new_tokens=max_new_tokens)
-    answers, valid = [], 0
-    with eval_mode(model):
-        for s in range(0, len(rows), batch_size):
-            batch = rows[s : s + batch_size]
-            outs = gen([r["image"] for r in batch], [r["query"] for r in batch])
-            for o in outs:
-                parsed = formats.parse_for_prompt(o.completion, PROMPT)
-                answers.append(parsed.answer)
-                valid += bool(parsed.ok)
-    out = box_scores(answers, [r["gt_bbox"] for r in rows])
-    out["format_valid"] = valid / len(rows) if rows else 0.0
-    return out
-
-
-def named_shape(text: str) -> str:
-    """The shape a naming answer names: its first three words, lower-cased ('the red pentagon at the top' →
-    'the red pentagon')."""
-    return " ".join(text.lower().split()[:3])
-
-
-def name_generator(model, processor, max_new_tokens: int = 16):
-    """The eval path's :class:`~wise_rl.evaluate.HFGenerator` asking :data:`NAME_PROMPT` (greedy, ends at eos)."""
-    from wise_rl.evaluate import HFGenerator, chat_messages
-
-    class NameGenerator(HFGenerator):
-        def prompt_texts(self, queries):
-            return [self.processor.apply_chat_template(chat_messages(name_prompt_text(q)),
-                                                       add_generation_prompt=True, tokenize=False)
-                    for q in queries]
-
-    return NameGenerator(model, processor, PROMPT, max_new_tokens=max_new_tokens, stop=None)
-
-
-def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32,
-              max_new_tokens: int = 16, generator=None) -> dict[str, Any]:
-    """Greedy answers to :data:`NAME_PROMPT` on ``rows`` (:func:`~wise_rl.data.shapeworld.described_sample_at`
-    rows): what the model sees, in words, which is what every rationale is made of.
-
-    name_acc       = share whose answer names the target's colour and kind ('the red pentagon …')
-    name_in_scene  = share whose answer names a colour + kind present in the scene (any shape)
-    random_shape   = expected name_acc of naming a random shape of the scene: mean over rows of
-                     (shapes with the target's colour and kind) / (number of shapes)
-    random_guess   = expected name_in_scene of a blind guess (a uniformly random colour and kind): mean over rows
-                     of (distinct colour + kind pairs in the scene) / (colours × kinds)
-
-    ``generator(images, queries)`` → completions defaults to :func:`name_generator`.
-    """
-    if not rows:
-        raise ValueError("name_eval: no rows")
-    from wise_rl.models import eval_mode
-    from wise_rl.testbed.shapeworld import COLOURS, KINDS
-
-    gen = generator or name_generator(model, processor, max_new_tokens)
-    right = in_scene = 0
-    chance = guess = 0.0
-    examples = []
-    with eval_mode(model):
-        for s in range(0, len(rows), batch_size):
-            batch = rows[s : s + batch_size]
-            for row, out in zip(batch, gen([r["image"] for r in batch], [r["query"] for r in batch]), strict=True):
-                said = named_shape(out.completion)
-                target = named_shape(row["target_name"])
-                names = [f"the {n}" for n in row["shape_names"]]
-                right += said == target
-                in_scene += said in names
-                chance += names.count(target) / len(names)
-                guess += len(set(names)) / (len(COLOURS) * len(KINDS))
-                if len(examples) < 3:
-                    examples.append({"query": row["query"], "target": row["target_name"],
-                                     "answer": out.completion.strip()})
-    n = len(rows)
-    return {"n": n, "name_acc": right / n, "name_in_scene": in_scene / n, "random_shape": chance / n,
-            "random_guess": guess / n, "examples": examples}
-
-
-def naming_rows(seed: int, n: int, image_size: int = 112) -> list[dict[str, Any]]:
-    """The first ``n`` scenes of the held-out test split (seed ``seed``) with their words, for :func:`name_eval`."""
-    from wise_rl.testbed.shapeworld import described_sample_at
-
-    return [described_sample_at(seed, "test", i, image_size) for i in range(n)]
-
-
-def vision_probe(model, processor, rows: list[dict[str, Any]], train_share: float = 0.7) -> dict[str, Any]:
-    """Does the vision tower see colour and kind? A linear probe on what the language model receives.
-
-    For each shape of each row (:func:`naming_rows` rows), the merged vision token whose cell holds the shape's
-    centre (cells of ``patch_size · merge_size`` pixels, row-major, as the processor orders them) is a feature
-    vector; a multinomial logistic regression (scikit-learn, ``max_iter`` 3000) is fitted on the first
-    ``train_share`` of the shapes and scored on the rest:
-
-    colour_acc / kind_acc   = accuracy of the probe on the vision token (chance: colour_majority / kind_majority,
-                              the most frequent class's share of the scored shapes)
-    cell_rgb_colour_acc     = the same probe on the mean RGB of the cell's pixels: what a tower that only kept
-                              the cell's average colour would give
-    """
-    import numpy as np
-    import torch
-    from sklearn.linear_model import LogisticRegression
-
-    from wise_rl.models import eval_mode
-    from wise_rl.testbed.shapeworld import COLOURS, KINDS
-
-    ip = processor.image_processor
-    cell = ip.patch_size * ip.merge_size
-    feats, rgb, colour, kind = [], [], [], []
-    with eval_mode(model):
-        for row in rows:
-            enc = ip(images=[row["image"]], return_tensors="pt")
-            with torch.no_grad():
-                out = model.model.get_image_features(enc["pixel_values"].to(model.device),
-                                                     enc["image_grid_thw"].to(model.device))
-            emb = getattr(out, "pooler_output", None)
-            emb = out[0] if emb is None else emb
-            emb = emb[0] if isinstance(emb, (list, tuple)) else emb
-            emb = emb.reshape(-1, emb.shape[-1]).float().cpu().numpy()
-            width = row["image"].size[0] // cell
-            pixels = np.asarray(row["image"], dtype=np.float32) / 255.0
-            for box, name in zip(row["shape_boxes"], row["shape_names"], strict=True):
-                cx, cy = int((box[0] + box[2]) / 2) // cell, int((box[1] + box[3]) / 2) // cell
-                feats.append(emb[cy * width + cx])
-                rgb.append(pixels[cy * cell:(cy + 1) * cell, cx * cell:(cx + 1) * cell].reshape(-1, 3).mean(0))
-                c, k = name.split()
-                colour.append(list(COLOURS).index(c))
-                kind.append(KINDS.index(k))
-    n = len(feats)
-    split = int(train_share * n)
-    if split < 10 or n - split < 10:
-        raise ValueError(f"vision_probe: {n} shapes are too few for a {train_share:.0%} split; use more rows")
-    feats, rgb, colour, kind = map(np.asarray, (feats, rgb, colour, kind))
-
-    def score(x, y):
-        return float(LogisticRegression(max_iter=3000).fit(x[:split], y[:split]).score(x[split:], y[split:]))
-
-    def majority(y):
-        return float(np.bincount(y[split:]).max() / (n - split))
-
-    return {"n_shapes": n, "n_scored": n - split, "colour_acc": score(feats, colour), "kind_acc": score(feats, kind),
-            "colour_majority": majority(colour), "kind_majority": majority(kind),
-            "cell_rgb_colour_acc": score(rgb, colour)}
-
-
-def score_perception(out, eval_n: int | None = None, batch_size: int = 32, probe_n: int = 700) -> dict[str, Any]:
-    """What the model in ``out`` sees: :func:`name_eval` on ``eval_n`` held-out scenes (default: its card's) and
-    :func:`vision_probe` on ``probe_n`` of them, written into its ``card.json`` (``naming``, ``vision_probe``) and
-    ``model_card.md``; returns both. For bases trained before the card carried them."""
-    import torch
-
-    from wise_rl.models import load_model, load_processor
-
-    out = Path(out)
-    card_path = out / CARD_JSON
-    if not card_path.is_file():
-        raise FileNotFoundError(f"{card_path}: no card; score_perception updates the card of a pretrain-base folder")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    cfg = card.get("config", {})
-    n = eval_n or cfg.get("eval_n") or 300
-    seed, size = card.get("seed", 0), cfg.get("image_size", 112)
-    model, processor = load_model(out, dtype=torch.float32).eval(), load_processor(out)
-    rows = naming_rows(seed, max(n, probe_n), size)
-    card["naming"] = name_eval(model, processor, rows[:n], batch_size)
-    if probe_n:  # 0 skips the probe and keeps the card's earlier one
-        card["vision_probe"] = vision_probe(model, processor, rows[:probe_n])
-    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    (out / CARD_MD).write_text(model_card_markdown(card), encoding="utf-8")
-    return {"naming": card["naming"], "vision_probe": card.get("vision_probe")}
-
-
 def make_trainer(model, processor, train_dataset, config: PretrainConfig, output_dir, timer: DataTimer | None = None,
                  clock: TrainClock | None = None, callbacks=None):
     """The ``transformers.Trainer`` of pre-training, fed by TRL's VLM collator on prompt–completion rows (the
@@ -592,8 +216,8 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
     + cosine :func:`lr_lambda`; no checkpoints, no activation checkpointing.
 
     Why not ``SFTTrainer`` itself: TRL 1.16 always patches a fused, chunked LM head that also computes entropy and
-    top-1 for every position; on a CPU with this small vocabulary that took about half of each step (profiled
-    2026-11-25: 0.5 of 0.97 s per batch of 16), for the same loss. ``train_dataset``: a ``datasets`` Dataset or
+    top-1 for every position, about half of each step on a CPU for the same loss (``docs/testbed.md``).
+    ``train_dataset``: a ``datasets`` Dataset or
     IterableDataset of :func:`pretrain_row` rows."""
     import torch
     from transformers import Trainer, TrainingArguments
@@ -764,22 +388,6 @@ def run_vision_stage(model, processor, config: PretrainConfig, output_dir) -> di
     heads = result.pop("heads")
     return {"stage": "vision", **result,
             "head_accuracy": head_accuracy(heads, processor, config.seed, n=200, image_size=config.image_size)}
-
-
-def family_box_scores(answers: list[dict[str, Any] | None], rows: list[dict[str, Any]], seed: int = 0) -> dict:
-    """Box acc@0.5 per query family next to the random-shape baseline of the same rows:
-    ``{family: {"n", "box_acc50", "random_shape_acc50"}}`` (ShapeWorld rows: ``family``, ``gt_bbox``,
-    ``shape_boxes``)."""
-    from wise_rl.testbed.shapeworld import random_shape_baseline
-
-    out: dict[str, dict[str, Any]] = {}
-    for family in sorted({r["family"] for r in rows}):
-        idx = [i for i, r in enumerate(rows) if r["family"] == family]
-        sub = [rows[i] for i in idx]
-        box = box_scores([answers[i] for i in idx], [r["gt_bbox"] for r in sub])
-        out[family] = {"n": len(idx), "box_acc50": box["box_acc50"],
-                       "random_shape_acc50": random_shape_baseline(sub, seed=seed)["acc@0.5"]}
-    return out
 
 
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
@@ -974,124 +582,3 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     (out / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (out / CARD_MD).write_text(model_card_markdown(card), encoding="utf-8")
     return card
-
-
-def _f(v, pct: bool = False) -> str:
-    if v is None:
-        return "—"
-    return f"{100 * v:.1f} %" if pct else (f"{v:.3f}" if isinstance(v, float) else str(v))
-
-
-def model_card_markdown(card: dict[str, Any]) -> str:
-    """The human-readable card of a pre-training run."""
-    m, b, t, mach = card["metrics"], card.get("baselines") or {}, card["throughput"], card["machine"]
-    rs, cb = b.get("random_shape", {}), b.get("centre_box", {})
-    share = card.get("describe_share") or 0.0
-    lineage = card.get("lineage") or []
-    task = ("ShapeWorld grounding: the `answer-only` prompt → `<answer>{json}</answer>` (no rationale)")
-    mix = card.get("prompt_mix") or {PROMPT: 1.0}
-    if set(mix) != {PROMPT}:
-        total = sum(mix.values())
-        task += (" with the question worded by these prompt templates (share of the grounding scenes): "
-                 + ", ".join(f"`{k}` {100 * w / total:.0f} %" for k, w in mix.items())
-                 + "; the target is always the answer block alone")
-    if share:
-        task += (f", and on {100 * share:g} % of the scenes the prompt '{card['describe_prompt']}' → a plain scene "
-                 "description (the shapes, then each one's place, width and corners; no query, no reasoning) so that "
-                 "the model keeps writing text")
-    if card.get("name_share"):
-        task += (f", and on {100 * card['name_share']:g} % the prompt \"{card['name_prompt']}\" → the queried shape "
-                 "named in words (e.g. 'the red pentagon at the bottom'; no box, no reasoning)")
-    start = (f"continued from `{card['init']}`" if card.get("init") else "trained from random initialisation")
-    lines = [
-        "# ShapeWorld base model",
-        "",
-        f"A `{card['preset'] or 'small'}` Qwen2.5-VL ({card['parameters']:,} parameters) {start} on {task}, with "
-        "`transformers.Trainer` + TRL's VLM collator on prompt–completion rows (completion-only loss), fresh scenes "
-        "every step.",
-        "",
-        "Re-create it with" + (" these commands, in order (each continues from the previous one's output):"
-                               if lineage else ":"),
-        "",
-        "```",
-        *lineage,
-        card["command"],
-        "```",
-        *(["", card["note"]] if card.get("note") else []),
-        "",
-        f"- date: {card['date']}; seed {card['seed']}",
-        f"- machine: {mach.get('cpu_model', mach['processor'])}, {mach['platform']}, {mach['cpu_count']} CPUs, torch threads {mach['torch_threads']}, "
-        f"torch {mach['torch']}, GPU {mach['cuda'] or 'none'}",
-        f"- wall time {card['wall_s']} s (training {card['train_s']} s, evaluation {card['eval_s']} s); "
-        f"{card['steps']} steps, {card['samples_seen']:,} samples seen",
-        f"- throughput: {_f(t['samples_per_s'])} samples/s end to end; training step {_f(t['train_samples_per_s'])} "
-        f"samples/s; data preparation {_f(t['data_samples_per_s'])} samples/s (rendering alone "
-        f"{_f(t['render_samples_per_s'])}), {_f(t['data_share'], pct=True)} of the training time",
-        f"- per CPU-second (process time, all threads; robust to other load on a shared machine): training step "
-        f"{_f(t.get('train_samples_per_cpu_s'))} samples, data preparation {_f(t.get('data_samples_per_cpu_s'))} "
-        f"samples ({t.get('train_cpu_s')} CPU-s in training)",
-        f"- loss {_f(card['loss_first'])} → {_f(card['loss_last'])} (completion tokens, mean per token)",
-        "",
-        f"## Held-out metrics ({m['n']} scenes of the ShapeWorld test split, greedy, stop at `</answer>`)",
-        "",
-        "| | acc@0.5 (box IoU) | mean box IoU |",
-        "| --- | --- | --- |",
-        f"| this model | {_f(m['box_acc50'], pct=True)} | {_f(m['box_mean_iou'])} |",
-        f"| random shape of the scene | {_f(rs.get('acc@0.5'), pct=True)} | {_f(rs.get('mean_iou'))} |",
-        f"| centre box | {_f(cb.get('acc@0.5'), pct=True)} | {_f(cb.get('mean_iou'))} |",
-        "",
-        f"Eval path (`wise_rl.evaluate`, box mask decoder vs the shape's mask, LISA protocol): gIoU "
-        f"{_f(m['gIoU'], pct=True)}, cIoU {_f(m['cIoU'], pct=True)}, acc@0.5 {_f(m['acc50'], pct=True)}, "
-        f"format valid {_f(m['format_valid'], pct=True)}. A perfect box scores about ½ (triangle) to π/4 (circle) "
-        "mask IoU, so the box columns above are the ones to compare with the baselines.",
-    ]
-    if card.get("metrics_by_prompt"):
-        lines += ["", "The same scenes with the question in the other trained wordings (the answer block scored "
-                  "the same way):", "", "| prompt | acc@0.5 (box IoU) | mean box IoU | answer block valid |",
-                  "| --- | --- | --- | --- |"]
-        for name, s in card["metrics_by_prompt"].items():
-            lines.append(f"| `{name}` | {_f(s['box_acc50'], pct=True)} | {_f(s['box_mean_iou'])} | "
-                         f"{_f(s['format_valid'], pct=True)} |")
-    if card.get("naming"):
-        nm = card["naming"]
-        lines += ["", f"Naming ({nm['n']} of the same scenes, \"{NAME_PROMPT}\", greedy): the answer names the "
-                  f"target's colour and kind in {_f(nm['name_acc'], pct=True)} of the scenes (a random shape of the "
-                  f"scene: {_f(nm['random_shape'], pct=True)}), and some shape of the scene in "
-                  f"{_f(nm['name_in_scene'], pct=True)} (a blind guess of colour and kind: "
-                  f"{_f(nm.get('random_guess'), pct=True)}). Rationales are made of these words: a model that cannot "
-                  "name what it sees writes rationales that name the wrong shape."]
-    if card.get("vision_probe"):
-        vp = card["vision_probe"]
-        lines += ["", f"Vision probe ({vp['n_scored']} of {vp['n_shapes']} shapes scored; a linear probe on the "
-                  "vision token that holds each shape's centre, `pretrain.vision_probe`): colour "
-                  f"{_f(vp['colour_acc'], pct=True)} (most frequent colour {_f(vp['colour_majority'], pct=True)}; "
-                  f"the same probe on the cell's mean RGB {_f(vp['cell_rgb_colour_acc'], pct=True)}), kind "
-                  f"{_f(vp['kind_acc'], pct=True)} (most frequent kind {_f(vp['kind_majority'], pct=True)})."]
-    if card.get("metrics_by_family"):
-        lines += ["", "Box acc@0.5 per query family (same scenes) beside boxing a random shape of the scene:", "",
-                  "| family | n | this model | random shape |", "| --- | --- | --- | --- |"]
-        for family, f in card["metrics_by_family"].items():
-            lines.append(f"| {family} | {f['n']} | {_f(f['box_acc50'], pct=True)} | "
-                         f"{_f(f['random_shape_acc50'], pct=True)} |")
-    if card.get("stages"):
-        lines += ["", "## Stages", "", "| stage | steps | samples | wall s | notes |", "| --- | --- | --- | --- | --- |"]
-        for st in card["stages"]:
-            if st["stage"] == "vision":
-                ha = st.get("head_accuracy") or {}
-                note = (f"dense per-token colour/kind/box heads; held-out head accuracy colour "
-                        f"{_f(ha.get('colour_acc'), pct=True)}, kind {_f(ha.get('kind_acc'), pct=True)}")
-            else:
-                note = ("vision tower frozen" if not st.get("vision_lr_scale") else
-                        f"vision tower lr × {st.get('vision_lr_scale')}")
-            lines.append(f"| {st['stage']} | {st['steps']} | {st['samples']:,} | {st['train_s']} | {note} |")
-    if card.get("curve"):
-        lines += ["", "## Learning curve (held-out curve set)", "", "| minutes | steps | samples | acc@0.5 (box) |"
-                  " mean box IoU | format valid |", "| --- | --- | --- | --- | --- | --- |"]
-        for c in card["curve"]:
-            lines.append(f"| {c['minutes']:.2f} | {c['step']} | {c['samples']:,} | {_f(c['box_acc50'], pct=True)} "
-                         f"| {_f(c['box_mean_iou'])} | {_f(c['format_valid'], pct=True)} |")
-    if card.get("examples"):
-        lines += ["", "## Examples", ""]
-        for e in card["examples"]:
-            lines.append(f"- '{e['query']}' (gt {e['gt_bbox']}) → `{e['completion']}`")
-    return "\n".join(lines) + "\n"
