@@ -24,8 +24,7 @@ OUTSIDE_CORE = {
 MAX_LINES = 600
 # Modules still over MAX_LINES, split in the next step; the list may only shrink (a test below checks each is
 # still over the limit, so a finished split must be taken off it).
-TOO_LONG_FOR_NOW = {"wise_rl/training.py", "wise_rl/evaluate.py", "wise_rl/data/loaders.py",
-                    "wise_rl/testbed/demo.py"}
+TOO_LONG_FOR_NOW = {"wise_rl/training.py", "wise_rl/evaluate.py", "wise_rl/data/loaders.py"}
 
 
 def _modules() -> dict[str, Path]:
