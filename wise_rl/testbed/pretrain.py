@@ -406,9 +406,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
     elif not torch.cuda.is_available():
-        # One thread: this model's matrices are too small for intra-op parallelism to pay, and with any other load
-        # on the cores OpenMP's waiting threads made a step 7x slower (10 steps: 7 s on 1 thread, 49 s on 2,
-        # shared 2-core machine, 2026-11-25).
+        # One thread: this model's matrices are too small for intra-op parallelism to pay, and under other load
+        # OpenMP's waiting threads slow a step down several times (docs/testbed.md, "Base model").
         torch.set_num_threads(1)
     logger.warning("precision: %s", resolve_bf16(config.bf16)[1])
     out = Path(config.out)
