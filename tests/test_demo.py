@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wise_rl import demo
+from wise_rl.testbed import demo, demo_report
 
 VARIANT_KEYS = ("gIoU", "cIoU", "acc50", "format_valid", "think_tokens_mean", "completion_tokens_mean",
                 "latency_s_mean")
@@ -146,7 +146,7 @@ def test_targets_are_computed_from_the_variants():
     }
     trend = {"think_tokens": {"first": 9.0, "last": 7.5}, "bbox_iou": {"first": 0.60, "last": 0.58},
              "gate_pass_rate": {"first": 0.55, "last": 0.6}}
-    t = demo.evaluate_targets(variants, trend)
+    t = demo_report.evaluate_targets(variants, trend)
     assert t["verbose_box_acc50"]["pass"] and t["verbose_box_acc50"]["value"] == 0.66
     assert t["wise_s_box_acc50"]["pass"] and t["wise_s_box_acc50"]["value"] == 0.62
     assert not t["wise_s_vs_verbose"]["pass"] and t["wise_s_vs_verbose"]["value"] == pytest.approx(0.04)
@@ -156,30 +156,30 @@ def test_targets_are_computed_from_the_variants():
     assert t["think_tokens_ratio"]["value"] == pytest.approx(10.0) and not t["think_tokens_ratio"]["pass"]
     assert "not counted" in t["think_tokens_ratio"]["note"]
     variants["wise-s"]["format_valid"] = 0.96
-    t = demo.evaluate_targets(variants, trend)
+    t = demo_report.evaluate_targets(variants, trend)
     assert t["think_tokens_ratio"]["pass"] and t["format_valid_wise-s"]["pass"]
     assert t["grpo_concise_shorter"]["pass"] and t["grpo_concise_shorter"]["gate_pass_rate"]["last"] == 0.6
     assert t["grpo_box_accuracy_holds"]["pass"]  # 0.60 → 0.58: within 0.05
     falls = dict(trend, bbox_iou={"first": 0.60, "last": 0.50})
-    assert not demo.evaluate_targets(variants, falls)["grpo_box_accuracy_holds"]["pass"]
+    assert not demo_report.evaluate_targets(variants, falls)["grpo_box_accuracy_holds"]["pass"]
     variants["wise-s"]["think_tokens_mean"] = 0.0  # nothing generated: undefined, not infinite
-    t = demo.evaluate_targets(variants, trend)
+    t = demo_report.evaluate_targets(variants, trend)
     assert t["think_tokens_ratio"]["value"] is None and not t["think_tokens_ratio"]["pass"]
-    assert not demo.evaluate_targets(variants, {"think_tokens": {"first": 7.0, "last": 7.0}})[
+    assert not demo_report.evaluate_targets(variants, {"think_tokens": {"first": 7.0, "last": 7.0}})[
         "grpo_concise_shorter"]["pass"]
     # shorter because the format broke (think 0.12 → 0 with format reward 0): not counted
-    broken = demo.evaluate_targets(variants, {"think_tokens": {"first": 0.12, "last": 0.0},
+    broken = demo_report.evaluate_targets(variants, {"think_tokens": {"first": 0.12, "last": 0.0},
                                               "format": {"first": 0.0, "last": 0.0}})["grpo_concise_shorter"]
     assert not broken["pass"] and "not counted" in broken["note"]
-    assert demo.evaluate_targets(variants, {"think_tokens": {"first": 9.0, "last": 7.0},
+    assert demo_report.evaluate_targets(variants, {"think_tokens": {"first": 9.0, "last": 7.0},
                                             "format": {"first": 0.9, "last": 0.95}})["grpo_concise_shorter"]["pass"]
     # within 3 points of a weak verbose arm is not enough: verbose must reach 0.50 and wise-s 0.60
     variants["verbose"]["box_acc50"], variants["wise-s"]["box_acc50"] = 0.41, 0.40
-    t = demo.evaluate_targets(variants, trend)
+    t = demo_report.evaluate_targets(variants, trend)
     assert t["wise_s_vs_verbose"]["value"] == pytest.approx(0.01) and not t["wise_s_vs_verbose"]["pass"]
     assert not t["verbose_box_acc50"]["pass"]
     variants["verbose"]["box_acc50"], variants["wise-s"]["box_acc50"] = 0.63, 0.61
-    assert demo.evaluate_targets(variants, trend)["wise_s_vs_verbose"]["pass"]
+    assert demo_report.evaluate_targets(variants, trend)["wise_s_vs_verbose"]["pass"]
 
 
 def test_cpu_model_reads_the_model_name(tmp_path):
@@ -261,7 +261,8 @@ def test_report_shows_what_the_base_names(tmp_path):
             "naming": {"n": 10, "name_acc": 0.1, "name_in_scene": 0.2, "random_shape": 0.36, "random_guess": 0.098,
                        "examples": [{"query": "q", "target": "t", "answer": "a"}]}}
     (tmp_path / "card.json").write_text(json.dumps(card))
-    base = demo.base_metrics(SimpleNamespace(base=tmp_path, profile=SimpleNamespace(base_eval_n=0)))
+    base = demo_report.base_metrics(SimpleNamespace(base=tmp_path, profile=SimpleNamespace(base_eval_n=0)),
+                                     demo.base_card(tmp_path))
     assert base["naming"] == {"n": 10, "name_acc": 0.1, "name_in_scene": 0.2, "random_shape": 0.36,
                               "random_guess": 0.098}
     side = {"sft_steps": 1, "sft_targets": 16, "grpo_steps": 1, "grpo_completions": 16, "grpo_prompts": 4,
@@ -270,12 +271,12 @@ def test_report_shows_what_the_base_names(tmp_path):
               "base_model": str(tmp_path), "base": base, "date": "today", "machine": "here", "variants": {},
               "random_shape_acc50": 0.35, "targets": {}, "grpo_trend": {}, "stages": {}, "figures": [],
               "budget": {"rule": "r", "sequences_per_step": 16, "verbose": side, "wise": side}}
-    md = demo.report_markdown(report)
+    md = demo_report.report_markdown(report)
     assert "names the queried shape's colour and kind in 10.0 % of the scenes" in md
     assert "(naming a random shape of the scene: 36.0 %)" in md and "a blind guess: 9.8 %" in md
     del base["naming"]
-    assert "What the base sees" not in demo.report_markdown(report)
+    assert "What the base sees" not in demo_report.report_markdown(report)
     base["vision_probe"] = {"n_scored": 600, "colour_acc": 0.4, "colour_majority": 0.18, "kind_acc": 0.44,
                             "kind_majority": 0.22, "n_shapes": 2000, "cell_rgb_colour_acc": 0.57}
     assert ("reads its colour 40.0 % of the time (most frequent colour 18.0 %) and its kind 44.0 %"
-            in demo.report_markdown(report))
+            in demo_report.report_markdown(report))

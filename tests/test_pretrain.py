@@ -9,14 +9,9 @@ import math
 import pytest
 import torch
 
-from wise_rl.pretrain import (
-    CARD_JSON,
-    CARD_MD,
-    PretrainConfig,
-    TrainClock,
-    box_scores,
-    lr_lambda,
-)
+from wise_rl.metrics import box_scores
+from wise_rl.testbed.base_card import CARD_JSON, CARD_MD
+from wise_rl.testbed.pretrain import PretrainConfig, TrainClock, lr_lambda
 
 
 def test_lr_schedule_warmup_then_cosine_over_steps():
@@ -122,7 +117,7 @@ def test_time_budget_run_saves_partial_weights_at_curve_points_and_clears_them(t
     """Under --minutes the run stops on time, evaluates the curve, and each curve point leaves loadable weights
     plus partial.json in --out (an interrupted run loses nothing); the finished run removes partial.json."""
     from wise_rl.models import load_model
-    from wise_rl.pretrain import PARTIAL_JSON, _trainer_callback, pretrain
+    from wise_rl.testbed.pretrain import PARTIAL_JSON, _trainer_callback, pretrain
 
     out = tmp_path / "base"
     config = PretrainConfig(out=str(out), init=str(tiny_model_dir), minutes=0.04, curve_every=0.015, curve_n=2,
@@ -148,7 +143,7 @@ def test_time_budget_run_saves_partial_weights_at_curve_points_and_clears_them(t
 def test_stream_rows_mix_descriptions_at_the_asked_share_and_start_where_told():
     """--describe-share P turns about P of the scenes into description rows (prompt DESCRIBE_PROMPT → the scene's
     description, no query), the others stay grounding rows; --stream-start I starts at scene I of the stream."""
-    from wise_rl.pretrain import DESCRIBE_PROMPT, pretrain_row, stream_rows
+    from wise_rl.testbed.pretrain_rows import DESCRIBE_PROMPT, pretrain_row, stream_rows
     from wise_rl.testbed.shapeworld import iter_samples
 
     it = stream_rows(seed=0, image_size=112, chunk=16, describe_share=0.5)
@@ -180,7 +175,8 @@ def test_config_rejects_bad_mix_settings(kwargs, match):
 
 def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_model_dir):
     """A run with --init whose folder has a card re-creates from that card's commands, then its own."""
-    from wise_rl.pretrain import DESCRIBE_PROMPT, _copy_processor_files, pretrain
+    from wise_rl.testbed.pretrain import _copy_processor_files, pretrain
+    from wise_rl.testbed.pretrain_rows import DESCRIBE_PROMPT
 
     first = PretrainConfig(out=str(tmp_path / "a"), init=str(tiny_model_dir), max_steps=2, batch_size=2, chunk=4,
                            eval_n=0, warmup_steps=1, probe_n=0)
@@ -196,7 +192,7 @@ def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_
     assert md.index(card_a["command"]) < md.index(card_b["command"])
     assert DESCRIBE_PROMPT in md and "50 % of the scenes" in md
     assert "`answer-only` 75 %, `wise-s` 25 %" in md
-    from wise_rl.pretrain import model_card_markdown
+    from wise_rl.testbed.base_card import model_card_markdown
 
     noted = model_card_markdown(card_b | {"note": "Shipped from folder b."})  # e.g. where the chain's output went
     assert "Shipped from folder b." in noted and "Shipped" not in md
@@ -217,7 +213,7 @@ def test_prompt_mix_words_grounding_rows_with_the_named_templates():
     """--prompt-mix draws each grounding row's wording from the named templates by weight; the target stays the
     answer block alone; bad names and weights are refused with the offending part named."""
     from wise_rl import formats
-    from wise_rl.pretrain import parse_prompt_mix, pretrain_row, stream_rows
+    from wise_rl.testbed.pretrain_rows import parse_prompt_mix, pretrain_row, stream_rows
 
     assert parse_prompt_mix(None) == {"answer-only": 1.0}
     mix = parse_prompt_mix("answer-only:3,wise-s")
@@ -243,7 +239,7 @@ def test_prompt_mix_words_grounding_rows_with_the_named_templates():
 def test_name_share_rows_name_the_queried_shape_in_words():
     """--name-share P turns about P of the scenes into naming rows: the query → 'the {colour} {kind} {where}' of the
     target (no box); with --describe-share both come from one draw, the rest stay grounding rows."""
-    from wise_rl.pretrain import DESCRIBE_PROMPT, pretrain_row, stream_rows
+    from wise_rl.testbed.pretrain_rows import DESCRIBE_PROMPT, pretrain_row, stream_rows
     from wise_rl.testbed.shapeworld import iter_samples
 
     it = stream_rows(seed=0, image_size=112, chunk=16, describe_share=0.25, name_share=0.25)
@@ -271,7 +267,7 @@ def test_name_eval_scores_hand_made_answers():
     blind colour + kind guess names some shape of it."""
     from types import SimpleNamespace
 
-    from wise_rl.pretrain import name_eval, named_shape
+    from wise_rl.testbed.perception import name_eval, named_shape
 
     rows = [
         {"image": None, "query": "the red shape", "target_name": "the red pentagon at the bottom",
@@ -305,7 +301,7 @@ def test_name_eval_scores_hand_made_answers():
 
 def test_described_test_scenes_match_the_test_split():
     """naming_rows(seed, n) are the scenes of generate_dataset's test split, with the target named in words."""
-    from wise_rl.pretrain import naming_rows
+    from wise_rl.testbed.perception import naming_rows
     from wise_rl.testbed.shapeworld import generate_dataset
 
     test = generate_dataset(0, 4, seed=5, progress=False)["test"]
@@ -363,7 +359,7 @@ def test_vision_probe_reads_colour_from_features_that_hold_it():
 
     import numpy as np
 
-    from wise_rl.pretrain import naming_rows, vision_probe
+    from wise_rl.testbed.perception import naming_rows, vision_probe
 
     class CellRGB(torch.nn.Module):
         """Vision tokens = the 16 cells' mean RGB, row-major (the layout of a 112 px image, 28 px cells)."""

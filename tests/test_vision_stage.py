@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wise_rl.testbed import shapeworld as sw
-from wise_rl.vision_stage import SceneCollator, VisionHeads, VisionStageConfig, cell_targets
+from wise_rl.testbed.vision_stage import SceneCollator, VisionHeads, VisionStageConfig, cell_targets
 
 
 def _scene():
@@ -64,7 +64,8 @@ def test_heads_loss_on_a_collated_batch(tiny_model_dir):
 
 def test_pretrain_with_a_vision_stage_trains_the_tower_then_grounds(tmp_path, tiny_model_dir):
     from wise_rl.models import load_model
-    from wise_rl.pretrain import CARD_JSON, CARD_MD, PretrainConfig, pretrain
+    from wise_rl.testbed.base_card import CARD_JSON, CARD_MD
+    from wise_rl.testbed.pretrain import PretrainConfig, pretrain
 
     out = tmp_path / "base"
     config = PretrainConfig(out=str(out), init=str(tiny_model_dir), vision_steps=3, vision_batch_size=4,
@@ -92,7 +93,7 @@ def test_pretrain_with_a_vision_stage_trains_the_tower_then_grounds(tmp_path, ti
 
 
 def test_vision_only_run_needs_no_grounding_budget(tmp_path, tiny_model_dir):
-    from wise_rl.pretrain import PretrainConfig, pretrain
+    from wise_rl.testbed.pretrain import PretrainConfig, pretrain
 
     config = PretrainConfig(out=str(tmp_path / "v"), init=str(tiny_model_dir), vision_steps=2, vision_batch_size=2,
                             eval_n=0, probe_n=0, progress=False)

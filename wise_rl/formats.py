@@ -338,9 +338,8 @@ _TEMPLATES: dict[str, str] = {
 
 # Compact wordings of the same four requests (same tags, same layouts, same stop strings), for small models: each is
 # a short instruction followed by the `answer-only` prompt word for word, so the question sits as close to the answer
-# as in grounding pre-training. The official prompts put 100–130 tokens of instructions between the question and the
-# answer, and a 1 M-parameter model trained on CPU does not learn to ground across that in its budget (ShapeWorld
-# base, 2026-11-27). The demo uses them (profile `prompt_style: compact`); real models keep the official ones.
+# as in grounding pre-training (why, measured: docs/testbed.md, "Base model"). The demo uses them (profile
+# `prompt_style: compact`); real models keep the official ones.
 COMPACT_SUFFIX = "-compact"
 _TEMPLATES |= {
     "verbose-compact": "Think step by step in <think> </think> first. " + _TEMPLATES["answer-only"],

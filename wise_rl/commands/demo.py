@@ -1,7 +1,7 @@
 """``wise-rl demo``: WISE end to end on ShapeWorld — from the shipped base model, a verbose-CoT arm and a WISE arm
 (SFT → GRPO) trained through the real recipes with the same budget, evaluated three ways (verbose, wise, wise-s),
 then ``OUT/report.md``, ``OUT/report.json`` and PNG plots. Re-running the same command resumes (finished stages
-are skipped). See :mod:`wise_rl.demo`."""
+are skipped). See :mod:`wise_rl.testbed.demo`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wise_rl.demo import DemoError, run_demo, summary_table
+    from wise_rl.testbed.demo import DemoError, run_demo
+    from wise_rl.testbed.demo_report import summary_table
 
     profile = args.profile or ("long" if args.long else "smoke" if args.smoke else "default")
     try:

@@ -7,7 +7,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wise_rl.pretrain import PretrainConfig
+    from wise_rl.testbed.pretrain import PretrainConfig
     from wise_rl.testbed.tiny_model import PRESETS
 
     d = PretrainConfig(out="")
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-start", type=int, default=d.stream_start, metavar="I",
                         help="index of the first training scene in the stream (continuing a run: past its "
                         "samples_seen, so no scene repeats; default 0)")
-    vision = parser.add_argument_group("vision stage (before grounding; wise_rl.vision_stage)")
+    vision = parser.add_argument_group("vision stage (before grounding; wise_rl.testbed.vision_stage)")
     vision.add_argument("--vision-steps", type=int, default=d.vision_steps, metavar="N",
                         help="steps of dense per-token colour/kind/box supervision of the vision tower before the "
                         "grounding stage (default 0: none)")
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curve-n", type=int, default=d.curve_n, help=f"default {d.curve_n}")
     parser.add_argument("--logging-steps", type=int, default=d.logging_steps, help=f"default {d.logging_steps}")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on CPU: faster for this model size, "
-                        "see wise_rl.pretrain)")
+                        "see wise_rl.testbed.pretrain)")
     parser.add_argument("--bf16", choices=("true", "false"), default=None,
                         help="mixed precision (default: fp32 on a CPU, bf16 on a GPU; see wise_rl.precision)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -81,7 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from wise_rl.pretrain import CARD_MD, PretrainConfig, pretrain, score_perception
+    from wise_rl.testbed.base_card import CARD_MD
+    from wise_rl.testbed.perception import score_perception
+    from wise_rl.testbed.pretrain import PretrainConfig, pretrain
 
     if args.score_perception:
         try:

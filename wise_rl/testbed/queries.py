@@ -87,7 +87,7 @@ def describe_scene(scene: Scene) -> str:
 
     The perception half of every detailed rationale, in its first wording ("The image shows {n} shapes: …" +
     :func:`_survey`); the base model learns it next to grounding so that it can still write (see
-    :mod:`wise_rl.pretrain`)."""
+    :mod:`wise_rl.testbed.pretrain`)."""
     shapes = scene.shapes
     n = _NUMBER_WORDS.get(len(shapes), str(len(shapes)))
     return f"The image shows {n} shapes: {_listing(shapes)}. {_survey(shapes, scene.image_size)}"

@@ -1,0 +1,148 @@
+"""The rows of ShapeWorld base pre-training: grounding, scene descriptions and target naming, streamed.
+
+- :func:`pretrain_row`: one sample → ``{"image", "prompt": [user turn], "completion": [assistant turn]}``, the row
+  :func:`wise_rl.training.sft_rows` builds with ``prompt_template="answer-only"``, ``target_mode="answer"``::
+
+      prompt     = [{"role": "user", "content": formats.render_prompt(prompt, query)}]
+      completion = [{"role": "assistant", "content": formats.build_target("", answer, "", mode="answer")}]
+
+  (``prompt`` another of the project's templates for ``prompt_mix``; the target is always the answer block alone);
+- :func:`describe_row`: :data:`DESCRIBE_PROMPT` → :func:`wise_rl.testbed.queries.describe_scene` (no query);
+- :func:`name_row`: :data:`NAME_PROMPT` → the queried shape in words (:func:`wise_rl.testbed.queries.name_shape`);
+- :func:`stream_rows`: an endless stream of fresh scenes (:func:`wise_rl.testbed.shapeworld.iter_samples`, disjoint
+  from the train/test splits), rendered ``chunk`` at a time, the rendering timed into a :class:`DataTimer`;
+- :func:`parse_prompt_mix`: ``"name:weight,…"`` → ``{template: weight}``; an unknown template or a negative weight
+  raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from wise_rl import formats
+
+PROMPT = "answer-only"
+TARGET_MODE = "answer"
+# The scene-description task (``--describe-share``): no query, so nothing to reason about; only what is in the image.
+DESCRIBE_PROMPT = "Describe the shapes in the image."
+# The naming task (``--name-share``): the queried shape in words ('the red pentagon at the bottom'), no box.
+NAME_PROMPT = "Which shape is '{question}'? Name it."
+
+
+def pretrain_row(sample: dict[str, Any], prompt: str = PROMPT) -> dict[str, Any]:
+    """The SFT row of one sample, as ``training.sft_rows(ds, "answer-only", "answer")`` builds it, plus the image:
+    ``{"image", "prompt": [user turn], "completion": [assistant turn]}``; ``prompt`` words the question with
+    another of the project's templates (the target stays the answer block alone)."""
+    target = formats.build_target("", formats.answer_dict(sample["gt_bbox"], sample["gt_points"]), "",
+                                  TARGET_MODE)
+    return {
+        "image": sample["image"],
+        "prompt": [{"role": "user", "content": formats.render_prompt(prompt, sample["query"])}],
+        "completion": [{"role": "assistant", "content": target}],
+    }
+
+
+class DataTimer:
+    """Accumulates the seconds spent preparing data (rendering + collating) and the samples prepared."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0  # process CPU time (all threads), robust to other load on a shared machine
+        self.render_seconds = 0.0
+        self.rendered = 0
+        self.collated = 0
+
+
+def describe_row(sample: dict[str, Any]) -> dict[str, Any]:
+    """The scene-description row of one sample (``iter_samples(..., describe=True)``): :data:`DESCRIBE_PROMPT` →
+    the plain description text, no tags, no query."""
+    if "description" not in sample:
+        raise KeyError("describe_row needs a sample with 'description' (iter_samples(..., describe=True))")
+    return {
+        "image": sample["image"],
+        "prompt": [{"role": "user", "content": DESCRIBE_PROMPT}],
+        "completion": [{"role": "assistant", "content": sample["description"]}],
+    }
+
+
+def parse_prompt_mix(text: str | None) -> dict[str, float]:
+    """``"answer-only:0.4,wise:0.15"`` → ``{"answer-only": 0.4, "wise": 0.15}`` (weights, normalised when drawn);
+    a name without ``:w`` weighs 1. Names must be templates of :mod:`wise_rl.formats`."""
+    if not text:
+        return {PROMPT: 1.0}
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        if name not in formats.available_prompts():
+            raise ValueError(f"--prompt-mix: unknown prompt template {name!r} in {text!r}; known: "
+                             f"{', '.join(formats.available_prompts())}")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"--prompt-mix: weight of {name!r} is not a number: {weight!r}") from None
+        if not w > 0:
+            raise ValueError(f"--prompt-mix: weight of {name!r} must be > 0, got {w}")
+        mix[name] = mix.get(name, 0.0) + w
+    return mix
+
+
+def name_prompt_text(query: str) -> str:
+    """:data:`NAME_PROMPT` with the question."""
+    return NAME_PROMPT.format(question=formats.normalise_question(query))
+
+
+def name_row(sample: dict[str, Any]) -> dict[str, Any]:
+    """The naming row of one sample (``iter_samples(..., describe=True)``): :data:`NAME_PROMPT` with the query →
+    the target named in words (:func:`wise_rl.data.shapeworld.name_shape`), no tags, no box."""
+    if "target_name" not in sample:
+        raise KeyError("name_row needs a sample with 'target_name' (iter_samples(..., describe=True))")
+    return {
+        "image": sample["image"],
+        "prompt": [{"role": "user",
+                    "content": name_prompt_text(sample["query"])}],
+        "completion": [{"role": "assistant", "content": sample["target_name"]}],
+    }
+
+
+def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None = None,
+                start: int = 0, describe_share: float = 0.0,
+                prompt_mix: dict[str, float] | None = None, name_share: float = 0.0) -> Iterator[dict[str, Any]]:
+    """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds): each
+    scene becomes a :func:`describe_row` with probability ``describe_share``, a :func:`name_row` with probability
+    ``name_share`` (one seeded draw), else a
+    :func:`pretrain_row` whose question is worded by a template drawn from ``prompt_mix`` (name → weight;
+    default: ``answer-only`` alone)."""
+    import numpy as np
+
+    from wise_rl.testbed.shapeworld import iter_samples
+
+    samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy",
+                           describe=describe_share > 0 or name_share > 0)
+    draws = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7, start)))
+    mix = prompt_mix or {PROMPT: 1.0}
+    names, weights = list(mix), np.asarray(list(mix.values()), dtype=float)
+    cdf = np.cumsum(weights / weights.sum())
+
+    def row(sample):
+        u = draws.random() if describe_share or name_share else 1.0
+        if u < describe_share:
+            return describe_row(sample)
+        if u < describe_share + name_share:
+            return name_row(sample)
+        if len(names) == 1:
+            return pretrain_row(sample, names[0])
+        return pretrain_row(sample, names[min(int(np.searchsorted(cdf, draws.random(), side="right")),
+                                              len(names) - 1)])
+
+    while True:
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows = [row(next(samples)) for _ in range(chunk)]
+        if timer is not None:
+            dt = time.perf_counter() - t0
+            timer.seconds += dt
+            timer.cpu_seconds += time.process_time() - c0
+            timer.render_seconds += dt
+            timer.rendered += len(rows)
+        yield from rows
