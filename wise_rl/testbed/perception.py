@@ -69,7 +69,7 @@ def name_generator(model, processor, max_new_tokens: int = 16):
 
 def name_eval(model, processor, rows: list[dict[str, Any]], batch_size: int = 32,
               max_new_tokens: int = 16, generator=None) -> dict[str, Any]:
-    """Greedy answers to :data:`NAME_PROMPT` on ``rows`` (:func:`~wise_rl.data.shapeworld.described_sample_at`
+    """Greedy answers to :data:`NAME_PROMPT` on ``rows`` (:func:`~wise_rl.testbed.shapeworld.described_sample_at`
     rows): what the model sees, in words, which is what every rationale is made of.
 
     name_acc       = share whose answer names the target's colour and kind ('the red pentagon …')

@@ -95,7 +95,7 @@ def name_prompt_text(query: str) -> str:
 
 def name_row(sample: dict[str, Any]) -> dict[str, Any]:
     """The naming row of one sample (``iter_samples(..., describe=True)``): :data:`NAME_PROMPT` with the query →
-    the target named in words (:func:`wise_rl.data.shapeworld.name_shape`), no tags, no box."""
+    the target named in words (:func:`wise_rl.testbed.queries.name_shape`), no tags, no box."""
     if "target_name" not in sample:
         raise KeyError("name_row needs a sample with 'target_name' (iter_samples(..., describe=True))")
     return {

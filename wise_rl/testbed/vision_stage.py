@@ -14,7 +14,7 @@ CE(colour) + CE(kind) + ``box_weight`` · L1(box), averaged over the cells, plus
 ``keep_weight`` · ‖f − f₀‖² / ‖f₀‖² where f₀ are the merged tokens of a frozen copy of the tower as it came: a
 tower that already feeds a grounding language model keeps the features that model reads (where things are) and
 adds what it lacked (colour, kind) instead of replacing them, so the language model does not relearn localisation. No language model runs, so a step costs
-a few tens of milliseconds; scenes are fresh at every step (:func:`wise_rl.data.shapeworld.render_scene` on the
+a few tens of milliseconds; scenes are fresh at every step (:func:`wise_rl.testbed.scenes.render_scene` on the
 ``stream`` split's rng, rendered in the collator), so nothing is memorised.
 
 Training runs through ``transformers.Trainer`` on a small ``nn.Module`` (:class:`VisionHeads`) that holds the
