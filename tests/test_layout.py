@@ -210,3 +210,15 @@ def test_no_citation_of_files_outside_the_repository():
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
             if pattern.search(line)]
     assert hits == []
+
+
+def test_module_docstrings_state_the_contract_in_at_most_30_lines():
+    """Dated findings and result tables live in docs/, not in module docstrings."""
+    import ast
+
+    long = {}
+    for name, path in _modules().items():
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")), clean=False)
+        if doc and len(doc.splitlines()) > 30:
+            long[name] = len(doc.splitlines())
+    assert long == {}, f"module docstrings over 30 lines: {long}"

@@ -8,17 +8,13 @@ Per sample (masks H×W, 1 = target, 0 = background, 255 = ignore; the prediction
     IoU = I / U,  and IoU = 1 when U = 0 (empty target, empty prediction: LISA's "no-object" rule)
 
 A completion with no usable answer (it did not parse) has no prediction: I = 0, U = |T|, IoU = 0 (for an empty
-target too — a failure never scores).
-
-Aggregates over samples ``i``::
+target too — a failure never scores). Aggregates over samples ``i``::
 
     gIoU  = mean_i IoU_i                 ("generalised" IoU: every sample weighs the same)
     cIoU  = Σ_i I_i / Σ_i U_i            ("cumulative" IoU: large objects weigh more)
     acc50 = share of samples with IoU_i ≥ 0.5
 
-Protocols
----------
-``lisa`` (default) is the reference scorer of LISA (``intersectionAndUnionGPU`` with ``ignore_index=255``):
+Protocols. ``lisa`` (default) is the reference scorer of LISA (``intersectionAndUnionGPU`` with ``ignore_index=255``):
 ignore pixels are excluded from I and U, a sample with U = 0 counts IoU 1, and every sample of the source is in
 the mean. LISA adds 1e-5 to U in the per-sample division and 1e-10 in cIoU; we divide exactly (the difference is
 below 1e-7 for any real mask).
@@ -29,11 +25,8 @@ of ReasonSeg, in which "ignore" polygons became foreground, so ignore pixels cou
 saying so. We drop them the same way but count them (``n_dropped_empty_union``). Failed parses score
 ``I' = 0, U' = |T| + |G|`` as in Seg-Zero.
 
-Records
--------
-:func:`score_mask` returns the per-sample record fields; :func:`aggregate` reads a list of such records (for
-example the lines of an eval's ``samples.jsonl``) and computes both protocols from the same counts, because each
-record keeps ``n_ignore`` (|G|) and ``ignore_hits`` (|P ∩ G|) next to the lisa counts.
+:func:`score_mask` returns a per-sample record; :func:`aggregate` computes both protocols from such records (each
+keeps ``n_ignore`` = |G| and ``ignore_hits`` = |P ∩ G| next to the lisa counts). Full rules: ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
