@@ -203,7 +203,7 @@ def test_no_code_edits_sys_path_to_find_scripts_or_loads_them_by_file_path():
 
 
 def test_no_citation_of_files_outside_the_repository():
-    pattern = re.compile(r"FIELD_NOTES|\.\./shared|/work/shared")
+    pattern = re.compile("FIELD_" + r"NOTES|\.\./shared|/work/shared")  # split so this file does not cite it
     files = [p for d in ("wise_rl", "rewards", "recipes", "docs", "tests") for p in (ROOT / d).rglob("*")
              if p.suffix in (".py", ".yaml", ".md") and p.name != "test_layout.py"]
     files += [ROOT / "README.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
