@@ -106,3 +106,21 @@ def test_vision_only_run_needs_no_grounding_budget(tmp_path, tiny_model_dir):
     assert later["stages"][0]["command"] == card["command"] and later["stages"][1]["command"] == later["command"]
     with pytest.raises(ValueError, match="budget"):
         PretrainConfig(out="x").validate()
+
+
+def test_keep_term_is_zero_at_the_init_and_grows_as_the_tower_moves(tiny_model_dir):
+    from wise_rl.models import load_model, load_processor
+
+    model, processor = load_model(tiny_model_dir, dtype=torch.float32), load_processor(tiny_model_dir)
+    batch = SceneCollator(processor, seed=0, image_size=112)([0, 1])
+    torch.manual_seed(0)
+    plain = VisionHeads(model, len(sw.COLOURS), len(sw.KINDS))
+    torch.manual_seed(0)
+    keep = VisionHeads(model, len(sw.COLOURS), len(sw.KINDS), keep_weight=2.0)
+    # the frozen reference is neither trained nor saved
+    assert {id(p) for p in keep.parameters()} == {id(p) for p in plain.parameters()}
+    assert keep(**batch)["loss"].item() == pytest.approx(plain(**batch)["loss"].item(), abs=1e-6)
+    with torch.no_grad():
+        for p in model.model.visual.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert keep(**batch)["loss"].item() > plain(**batch)["loss"].item() + 1e-4

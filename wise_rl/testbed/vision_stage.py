@@ -149,8 +149,11 @@ class VisionHeads(torch.nn.Module):
                 loss = loss + self.box_weight * torch.nn.functional.l1_loss(out["box"][has_shape],
                                                                             box[has_shape])
             if self._reference:
+                reference = self._reference[0]
+                if next(reference.parameters()).device != feats.device:  # not a submodule: .to() skipped it
+                    reference.to(feats.device)
                 with torch.no_grad():
-                    ref = self._reference[0](pixel_values.type(self.visual.dtype), grid_thw=image_grid_thw)
+                    ref = reference(pixel_values.type(self.visual.dtype), grid_thw=image_grid_thw)
                     ref = ref.pooler_output.reshape(feats.shape)
                 # scale-free: squared error relative to the reference features' mean square
                 loss = loss + self.keep_weight * ((feats - ref) ** 2).mean() / (ref ** 2).mean().clamp_min(1e-8)
