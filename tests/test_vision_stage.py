@@ -88,6 +88,9 @@ def test_pretrain_with_a_vision_stage_trains_the_tower_then_grounds(tmp_path, ti
     assert sum(not torch.equal(init_p[n], trained_p[n]) for n in vision) > 0.8 * len(vision)
     assert sum(not torch.equal(init_p[n], trained_p[n]) for n in language) > 0.8 * len(language)
     assert json.loads((out / CARD_JSON).read_text())["stages"][0]["stage"] == "vision"
+    # the folder says how to prompt it: eval / infer default to the answer-only prompt
+    info = json.loads((out / "wise_rl.json").read_text())
+    assert info["eval_prompt"] == info["infer_prompt"] == "answer-only"
     md = (out / CARD_MD).read_text()
     assert "## Stages" in md and "per query family" in md
 

@@ -371,10 +371,14 @@ def _copy_processor_files(src: Path, dst: Path) -> None:
 
 
 def _save_model(model, init: Path | None, out: Path) -> None:
-    """Weights (safetensors) + the init folder's processor files: a folder every loader reads."""
+    """Weights (safetensors) + the init folder's processor files: a folder every loader reads, with its
+    ``wise_rl.json`` saying how to prompt it (``answer-only``: the base answers with the answer block alone)."""
+    from wise_rl import model_info
+
     model.save_pretrained(out, safe_serialization=True)
     if init is not None:
         _copy_processor_files(init, out)
+    model_info.write(out, model_info.training_record([PROMPT], "pretrain-base"))
 
 
 def run_vision_stage(model, processor, config: PretrainConfig, output_dir) -> dict[str, Any]:
