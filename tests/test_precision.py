@@ -52,3 +52,8 @@ def test_recipe_parsing_resolves_bf16_on_cpu():
     _, cfg, _ = training.parse_sft_args(
         ["--config", "recipes/tiny/sft.yaml", "--output_dir", "/tmp/wise-rl-precision-test", "--bf16", "false"])
     assert cfg.bf16 is False
+
+
+def test_describe_cpu_names_the_flags_a_figure_depends_on():
+    assert precision.describe_cpu(ZEN3).endswith("; avx2, no native bf16)")
+    assert precision.describe_cpu(SAPPHIRE).endswith("; avx2, avx512f, amx_bf16, avx512_bf16)")

@@ -45,6 +45,17 @@ def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     return platform.processor() or platform.machine()
 
 
+def describe_cpu(flags: set[str] | None = None) -> str:
+    """``"MODEL (arch; avx2, avx512f, avx512_bf16)"``: the CPU model and the flags a training figure depends on
+    ("no native bf16" when it has neither bf16 flag); ``flags`` defaults to :func:`cpu_flags`."""
+    import platform
+
+    flags = cpu_flags() if flags is None else flags
+    simd = [f for f in ("avx2", "avx512f") if f in flags]
+    native = [f for f in NATIVE_BF16_FLAGS if f in flags] or ["no native bf16"]
+    return f"{cpu_model()} ({platform.machine()}; {', '.join(simd + native)})"
+
+
 def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
     """True when the CPU has AMX-BF16 or AVX512-BF16 (``flags`` defaults to :func:`cpu_flags`)."""
     flags = cpu_flags() if flags is None else flags

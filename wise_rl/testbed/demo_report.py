@@ -329,12 +329,9 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 
 def _machine() -> str:
-    import platform
+    from wise_rl.precision import describe_cpu
 
-    from wise_rl.precision import cpu_has_native_bf16, cpu_model
-
-    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
-    return f"{cpu_model()} ({platform.machine()}, {os.cpu_count()} CPUs, {bf16}; training in fp32)"
+    return f"{describe_cpu()}, {os.cpu_count()} CPUs, training in fp32"
 
 
 def write_report(run, variant_names, arms: dict[str, tuple[str, ...]], train_dirs: list[Path], grpo_dir: Path,

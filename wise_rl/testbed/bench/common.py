@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import re
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,9 @@ def _machine() -> str:
     if torch.cuda.is_available():
         dev = torch.cuda.get_device_name()
     else:
-        from wise_rl.precision import NATIVE_BF16_FLAGS, cpu_flags, cpu_model
+        from wise_rl.precision import describe_cpu
 
-        native = sorted(set(NATIVE_BF16_FLAGS) & cpu_flags()) or ["no native bf16"]
-        simd = [f for f in ("avx2", "avx512f") if f in cpu_flags()]
-        dev = f"CPU {cpu_model()} ({platform.machine()}; {', '.join(simd + native)}; fp32 unless bf16 is set)"
+        dev = f"CPU {describe_cpu()}, fp32 unless bf16 is set"
     return f"{dev}, {os.cpu_count()} cores visible, torch {torch.__version__} with {torch.get_num_threads()} threads"
 
 
