@@ -11,7 +11,8 @@ import torch
 
 from wise_rl.metrics import box_scores
 from wise_rl.testbed.base_card import CARD_JSON, CARD_MD
-from wise_rl.testbed.pretrain import PretrainConfig, TrainClock, lr_lambda
+from wise_rl.testbed.pretrain import PretrainConfig, lr_lambda
+from wise_rl.testbed.pretrain_rows import TrainClock
 
 
 def test_lr_schedule_warmup_then_cosine_over_steps():
@@ -234,6 +235,31 @@ def test_prompt_mix_words_grounding_rows_with_the_named_templates():
             parse_prompt_mix(text)
     with pytest.raises(ValueError, match="prompt-mix"):
         PretrainConfig(out="x", max_steps=1, prompt_mix="wise:-1").validate()
+
+
+def test_named_box_rows_put_the_targets_name_before_the_answer_block():
+    """--named-box-share 1: every grounding row worded by another template answers 'the {colour} {kind} {where}
+    <answer>…</answer>'; answer-only rows keep the answer block alone; share 0 leaves the stream as it was."""
+    from wise_rl.testbed.pretrain_rows import parse_prompt_mix, pretrain_row, stream_rows
+    from wise_rl.testbed.shapeworld import iter_samples
+
+    mix = parse_prompt_mix("answer-only:1,wise-s:1")
+    rows = stream_rows(seed=0, image_size=112, chunk=16, prompt_mix=mix, named_box_share=1.0)
+    plain = stream_rows(seed=0, image_size=112, chunk=16, prompt_mix=mix)
+    seen = {"named": 0, "plain": 0}
+    for _, row, old, sample in zip(range(60), rows, plain, iter_samples(0, mask_format="numpy", describe=True)):
+        assert row["prompt"] == old["prompt"]  # the wording draws are unchanged
+        target = row["completion"][0]["content"]
+        block = pretrain_row(sample)["completion"][0]["content"]
+        if row["prompt"][0]["content"].startswith("Please find"):
+            assert target == f"{sample['target_name']} {block}"
+            seen["named"] += 1
+        else:
+            assert target == block
+            seen["plain"] += 1
+    assert seen["named"] > 10 and seen["plain"] > 10, seen
+    with pytest.raises(ValueError, match="named-box-share"):
+        PretrainConfig(out="x", max_steps=1, named_box_share=1.5).validate()
 
 
 def test_name_share_rows_name_the_queried_shape_in_words():

@@ -128,3 +128,25 @@ def test_keep_term_is_zero_at_the_init_and_grows_as_the_tower_moves(tiny_model_d
         for p in model.model.visual.parameters():
             p.add_(0.05 * torch.randn_like(p))
     assert keep(**batch)["loss"].item() > plain(**batch)["loss"].item() + 1e-4
+
+
+def test_frozen_tower_with_a_trained_merger(tmp_path, tiny_model_dir):
+    """--vision-lr-scale 0 --merger-lr-scale 1: the tower's blocks stay as they came, the merger (the projector the
+    language model reads) trains with the language model."""
+    from wise_rl.models import load_model
+    from wise_rl.testbed.pretrain import PretrainConfig, pretrain
+
+    out = tmp_path / "base"
+    card = pretrain(PretrainConfig(out=str(out), init=str(tiny_model_dir), max_steps=2, batch_size=2, chunk=4,
+                                   eval_n=0, probe_n=0, warmup_steps=1, vision_lr_scale=0.0, merger_lr_scale=1.0,
+                                   progress=False))
+    assert "--vision-lr-scale 0.0 --merger-lr-scale 1.0" in card["command"]
+    init_p = dict(load_model(tiny_model_dir).named_parameters())
+    trained_p = dict(load_model(out).named_parameters())
+    merger = [n for n in init_p if ".visual.merger." in f".{n}"]
+    tower = [n for n in init_p if ".visual." in f".{n}" and n not in merger]
+    assert merger and tower
+    assert all(torch.equal(init_p[n], trained_p[n]) for n in tower)
+    assert all(not torch.equal(init_p[n], trained_p[n]) for n in merger)
+    with pytest.raises(ValueError, match="merger-lr-scale"):
+        PretrainConfig(out="x", max_steps=1, merger_lr_scale=-1).validate()

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name-share", type=float, default=d.name_share, metavar="P",
                         help="share of training scenes that ask to name the queried shape in words ('the red "
                         "pentagon at the bottom') instead of boxing it (default 0)")
+    parser.add_argument("--named-box-share", type=float, default=d.named_box_share, metavar="P",
+                        help="share of grounding rows whose answer block follows the target named in words ('the "
+                        "red pentagon at the bottom <answer>…</answer>'), so the model grounds after text it wrote, "
+                        "as after a rationale (default 0)")
     parser.add_argument("--prompt-mix", default=None, metavar="NAME:W,…",
                         help="prompt templates that word the grounding questions, with weights, e.g. "
                         "'answer-only:0.4,wise:0.15,wise-s:0.15,verbose:0.15,wise-train:0.15'; the target stays the "
@@ -44,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "dense heads, so a base that already grounds keeps what its language model reads (default 0)")
     vision.add_argument("--vision-lr-scale", type=float, default=d.vision_lr_scale, metavar="X",
                         help="grounding stage: the vision tower trains at lr × X (0 freezes it; default 1)")
+    vision.add_argument("--merger-lr-scale", type=float, default=None, metavar="X",
+                        help="grounding stage: the merger (the projector into the language model) trains at lr × X, "
+                        "so the language model can learn to read a frozen tower (default: as --vision-lr-scale)")
+    parser.add_argument("--attention-weight", type=float, default=d.attention_weight, metavar="λ",
+                        help="grounding stage: weight of attention supervision, which steers one head per layer to "
+                        "the queried shape's cells (wise_rl.testbed.attention_supervision; default 0: none)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, scenes and test split (default 0)")
     parser.add_argument("--image-size", type=int, default=d.image_size,
                         help=f"ShapeWorld image side, a multiple of 28 (default {d.image_size})")
@@ -103,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, curve_every=args.curve_every, curve_n=args.curve_n,
         logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
         describe_share=args.describe_share, stream_start=args.stream_start, prompt_mix=args.prompt_mix,
-        name_share=args.name_share, vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
-        vision_lr=args.vision_lr, vision_keep=args.vision_keep, vision_lr_scale=args.vision_lr_scale, probe_n=args.probe_n,
+        name_share=args.name_share, named_box_share=args.named_box_share, vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
+        vision_lr=args.vision_lr, vision_keep=args.vision_keep, vision_lr_scale=args.vision_lr_scale,
+        merger_lr_scale=args.merger_lr_scale, attention_weight=args.attention_weight, probe_n=args.probe_n,
         bf16=None if args.bf16 is None else args.bf16 == "true",
     )
     try:

@@ -50,6 +50,8 @@ from wise_rl.testbed.pretrain_rows import (
     NAME_PROMPT,
     PROMPT,
     DataTimer,
+    TimedCollator,
+    TrainClock,
     parse_prompt_mix,
     stream_rows,
 )
@@ -89,12 +91,15 @@ class PretrainConfig:
     describe_share: float = 0.0  # share of rows that ask for a scene description instead of a box (see the docstring)
     stream_start: int = 0  # index of the first scene of the training stream (a continued run starts past the first)
     name_share: float = 0.0  # share of rows that ask to name the queried shape in words (see the docstring)
+    named_box_share: float = 0.0  # share of grounding rows whose answer block follows the target's name
     prompt_mix: str | None = None  # "name:weight,…" templates that word the grounding questions (default answer-only)
     vision_steps: int = 0  # steps of the vision stage before grounding (0: none; see wise_rl.testbed.vision_stage)
     vision_batch_size: int = 64
     vision_lr: float = 2e-3
     vision_keep: float = 0.0  # vision stage: weight of keeping the init tower's features (see wise_rl.testbed.vision_stage)
     vision_lr_scale: float = 1.0  # grounding stage: the vision tower's lr = lr × this (0 freezes it)
+    merger_lr_scale: float | None = None  # grounding stage: the merger's (projector's) lr = lr × this (None: as the tower)
+    attention_weight: float = 0.0  # grounding stage: weight λ of attention supervision (0: none; attention_supervision)
     probe_n: int = 700  # held-out scenes of the vision probe written into the card (0: no probe)
     bf16: bool | None = None  # None: wise_rl.precision.resolve_bf16 (fp32 on a CPU, bf16 on a GPU)
     progress: bool = True
@@ -114,8 +119,12 @@ class PretrainConfig:
                              f"{self.vision_steps}, {self.vision_batch_size}, {self.vision_lr}")
         if self.vision_keep < 0:
             raise ValueError(f"--vision-keep must be >= 0, got {self.vision_keep}")
+        if self.merger_lr_scale is not None and self.merger_lr_scale < 0:
+            raise ValueError(f"--merger-lr-scale must be >= 0 (0 freezes the merger), got {self.merger_lr_scale}")
         if self.vision_lr_scale < 0:
             raise ValueError(f"--vision-lr-scale must be >= 0 (0 freezes the tower), got {self.vision_lr_scale}")
+        if self.attention_weight < 0:
+            raise ValueError(f"--attention-weight must be >= 0, got {self.attention_weight}")
         if self.probe_n < 0:
             raise ValueError(f"--probe-n must be >= 0, got {self.probe_n}")
         if self.minutes is not None and self.minutes <= 0:
@@ -141,6 +150,8 @@ class PretrainConfig:
         if not 0 <= self.name_share < 1 or self.describe_share + self.name_share >= 1:
             raise ValueError(f"--name-share must be in [0, 1) and leave grounding rows next to --describe-share, got "
                              f"{self.name_share} + {self.describe_share}")
+        if not 0 <= self.named_box_share <= 1:
+            raise ValueError(f"--named-box-share must be in [0, 1], got {self.named_box_share}")
         if self.curve_every is not None and self.curve_every <= 0:
             raise ValueError(f"--curve-every must be > 0 minutes, got {self.curve_every}")
 
@@ -151,43 +162,12 @@ class PretrainConfig:
         for name in ("preset", "seed", "image_size", "minutes", "max_steps", "batch_size", "lr", "min_lr_ratio",
                      "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
                      "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
-                     "stream_start", "prompt_mix", "name_share", "vision_steps", "vision_batch_size", "vision_lr",
-                     "vision_keep", "vision_lr_scale", "probe_n", "bf16"):
+                     "stream_start", "prompt_mix", "name_share", "named_box_share", "vision_steps", "vision_batch_size", "vision_lr",
+                     "vision_keep", "vision_lr_scale", "merger_lr_scale", "attention_weight", "probe_n", "bf16"):
             value = getattr(self, name)
             if value is not None and (value != getattr(defaults, name) or name in ("seed", "minutes", "max_steps")):
                 parts += [f"--{name.replace('_', '-')}", str(value)]
         return " ".join(parts)
-
-
-class TimedCollator:
-    """Wraps a collator and adds its seconds and batch sizes to a :class:`DataTimer`."""
-
-    def __init__(self, collator, timer: DataTimer):
-        self.collator, self.timer = collator, timer
-
-    def __call__(self, examples):
-        t0, c0 = time.perf_counter(), time.process_time()
-        batch = self.collator(examples)
-        self.timer.seconds += time.perf_counter() - t0
-        self.timer.cpu_seconds += time.process_time() - c0
-        self.timer.collated += len(examples)
-        return batch
-
-
-class TrainClock:
-    """Training wall time with pauses (curve evaluations are not training time)."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.cpu_start = time.process_time()
-        self.paused = 0.0
-        self.cpu_paused = 0.0
-
-    def cpu_seconds(self) -> float:
-        return time.process_time() - self.cpu_start - self.cpu_paused
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start - self.paused
 
 
 def lr_lambda(config: PretrainConfig, clock: TrainClock):
@@ -225,8 +205,20 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
 
     timer = timer if timer is not None else DataTimer()
     clock = clock if clock is not None else TrainClock()
-    collator = TimedCollator(DataCollatorForVisionLanguageModeling(processor=processor, completion_only_loss=True),
-                             timer)
+    collator = DataCollatorForVisionLanguageModeling(processor=processor, completion_only_loss=True)
+    trainer_class = Trainer
+    if config.attention_weight:
+        from wise_rl.testbed.attention_supervision import (
+            CellsCollator,
+            supervised_trainer_class,
+            use_eager_attention,
+        )
+
+        use_eager_attention(model)
+        grid = config.image_size // _cell_px(processor)
+        collator = CellsCollator(collator, grid * grid)
+        trainer_class = supervised_trainer_class(config.attention_weight)
+    collator = TimedCollator(collator, timer)
     args = TrainingArguments(
         output_dir=str(output_dir),
         max_steps=config.max_steps or 10**9,
@@ -250,9 +242,16 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
         disable_tqdm=not config.progress or config.max_steps is None,
     )
     groups = []
-    for is_vision, lr in ((False, config.lr), (True, config.lr * config.vision_lr_scale)):
-        named = [(n, p) for n, p in model.named_parameters() if (".visual." in f".{n}") == is_vision]
-        if is_vision and lr == 0:  # a frozen tower: no gradients, no optimizer state
+    merger_scale = config.vision_lr_scale if config.merger_lr_scale is None else config.merger_lr_scale
+
+    def part(name: str) -> str:
+        name = f".{name}"
+        return "language" if ".visual." not in name else ("merger" if ".visual.merger." in name else "tower")
+
+    for which, lr in (("language", config.lr), ("tower", config.lr * config.vision_lr_scale),
+                      ("merger", config.lr * merger_scale)):
+        named = [(n, p) for n, p in model.named_parameters() if part(n) == which]
+        if which != "language" and lr == 0:  # a frozen tower: no gradients, no optimizer state
             for _, p in named:
                 p.requires_grad_(False)
             continue
@@ -262,13 +261,18 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
                    {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, clock))
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
+    trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, processing_class=processor,
                       data_collator=collator, optimizers=(optimizer, scheduler), callbacks=callbacks)
     if config.max_steps is None:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the minutes bar shows the loss; no line per logging step
     return trainer
+
+
+def _cell_px(processor) -> int:
+    """Side in px of the image cell one merged vision token covers."""
+    return processor.image_processor.patch_size * processor.image_processor.merge_size
 
 
 PARTIAL_JSON = "partial.json"  # written next to the weights saved at each curve point; removed by the final save
@@ -304,7 +308,7 @@ def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTime
                 self.history.append({"step": state.global_step, "minutes": round(clock.seconds() / 60, 3),
                                      "cpu_minutes": round(clock.cpu_seconds() / 60, 3),
                                      "samples": state.global_step * config.batch_size,
-                                     **{k: logs[k] for k in ("loss", "learning_rate", "mean_token_accuracy")
+                                     **{k: logs[k] for k in ("loss", "learning_rate", "mean_token_accuracy", "attn_loss")
                                         if k in logs}})
                 if self.bar is not None:
                     self.bar.set_postfix(step=state.global_step, loss=f"{logs['loss']:.3f}", refresh=False)
@@ -447,7 +451,9 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                                          "timer": timer, "describe_share": config.describe_share,
                                          "start": config.stream_start,
                                          "prompt_mix": prompt_mix,
-                                         "name_share": config.name_share})
+                                         "name_share": config.name_share,
+                                         "named_box_share": config.named_box_share,
+                                         "cell": _cell_px(processor) if config.attention_weight else None})
             trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer",
                                    timer=timer, clock=clock, callbacks=[callback])
             # Start the clocks after construction (nothing before the first step is training).

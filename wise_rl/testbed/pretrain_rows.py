@@ -11,6 +11,8 @@
 - :func:`name_row`: :data:`NAME_PROMPT` → the queried shape in words (:func:`wise_rl.testbed.queries.name_shape`);
 - :func:`stream_rows`: an endless stream of fresh scenes (:func:`wise_rl.testbed.shapeworld.iter_samples`, disjoint
   from the train/test splits), rendered ``chunk`` at a time, the rendering timed into a :class:`DataTimer`;
+- :class:`DataTimer`, :class:`TimedCollator`, :class:`TrainClock`: the data and training clocks of the card's
+  throughput figures;
 - :func:`parse_prompt_mix`: ``"name:weight,…"`` → ``{template: weight}``; an unknown template or a negative weight
   raises ``ValueError``.
 """
@@ -31,12 +33,16 @@ DESCRIBE_PROMPT = "Describe the shapes in the image."
 NAME_PROMPT = "Which shape is '{question}'? Name it."
 
 
-def pretrain_row(sample: dict[str, Any], prompt: str = PROMPT) -> dict[str, Any]:
+def pretrain_row(sample: dict[str, Any], prompt: str = PROMPT, named: bool = False) -> dict[str, Any]:
     """The SFT row of one sample, as ``training.sft_rows(ds, "answer-only", "answer")`` builds it, plus the image:
     ``{"image", "prompt": [user turn], "completion": [assistant turn]}``; ``prompt`` words the question with
-    another of the project's templates (the target stays the answer block alone)."""
+    another of the project's templates (the target stays the answer block alone). ``named``: the answer block
+    follows the target named in words (``target_name``, e.g. 'the red pentagon at the bottom <answer>…</answer>'),
+    so the model also grounds after text it wrote itself, as the answer of a rationale format does."""
     target = formats.build_target("", formats.answer_dict(sample["gt_bbox"], sample["gt_points"]), "",
                                   TARGET_MODE)
+    if named:
+        target = f"{sample['target_name']} {target}"
     return {
         "image": sample["image"],
         "prompt": [{"role": "user", "content": formats.render_prompt(prompt, sample["query"])}],
@@ -53,6 +59,37 @@ class DataTimer:
         self.render_seconds = 0.0
         self.rendered = 0
         self.collated = 0
+
+
+class TimedCollator:
+    """Wraps a collator and adds its seconds and batch sizes to a :class:`DataTimer`."""
+
+    def __init__(self, collator, timer: DataTimer):
+        self.collator, self.timer = collator, timer
+
+    def __call__(self, examples):
+        t0, c0 = time.perf_counter(), time.process_time()
+        batch = self.collator(examples)
+        self.timer.seconds += time.perf_counter() - t0
+        self.timer.cpu_seconds += time.process_time() - c0
+        self.timer.collated += len(examples)
+        return batch
+
+
+class TrainClock:
+    """Training wall time with pauses (curve evaluations are not training time)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
+        self.paused = 0.0
+        self.cpu_paused = 0.0
+
+    def cpu_seconds(self) -> float:
+        return time.process_time() - self.cpu_start - self.cpu_paused
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.paused
 
 
 def describe_row(sample: dict[str, Any]) -> dict[str, Any]:
@@ -108,33 +145,48 @@ def name_row(sample: dict[str, Any]) -> dict[str, Any]:
 
 def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None = None,
                 start: int = 0, describe_share: float = 0.0,
-                prompt_mix: dict[str, float] | None = None, name_share: float = 0.0) -> Iterator[dict[str, Any]]:
+                prompt_mix: dict[str, float] | None = None, name_share: float = 0.0,
+                cell: int | None = None, named_box_share: float = 0.0) -> Iterator[dict[str, Any]]:
     """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds): each
     scene becomes a :func:`describe_row` with probability ``describe_share``, a :func:`name_row` with probability
     ``name_share`` (one seeded draw), else a
     :func:`pretrain_row` whose question is worded by a template drawn from ``prompt_mix`` (name → weight;
-    default: ``answer-only`` alone)."""
+    default: ``answer-only`` alone), named first (``pretrain_row(named=True)``) on a ``named_box_share`` of those
+    not worded by ``answer-only``, which asks for the answer block alone
+    (its own seeded draws, so the other draws stay as they were). With ``cell`` (px), every row also carries the target's cells
+    (:func:`wise_rl.testbed.attention_supervision.target_cells`; zeros on description rows, which have no target)."""
     import numpy as np
 
+    from wise_rl.testbed.attention_supervision import CELLS_KEY, target_cells
     from wise_rl.testbed.shapeworld import iter_samples
 
     samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy",
-                           describe=describe_share > 0 or name_share > 0)
+                           describe=describe_share > 0 or name_share > 0 or named_box_share > 0)
     draws = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7, start)))
+    named_draws = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(8, start)))
     mix = prompt_mix or {PROMPT: 1.0}
     names, weights = list(mix), np.asarray(list(mix.values()), dtype=float)
     cdf = np.cumsum(weights / weights.sum())
 
     def row(sample):
+        out = choose(sample)
+        if cell is not None:
+            described = out["prompt"][0]["content"] == DESCRIBE_PROMPT
+            out[CELLS_KEY] = (target_cells(np.zeros_like(sample["gt_mask"]), cell) if described
+                              else target_cells(sample["gt_mask"], cell))
+        return out
+
+    def choose(sample):
         u = draws.random() if describe_share or name_share else 1.0
         if u < describe_share:
             return describe_row(sample)
         if u < describe_share + name_share:
             return name_row(sample)
-        if len(names) == 1:
-            return pretrain_row(sample, names[0])
-        return pretrain_row(sample, names[min(int(np.searchsorted(cdf, draws.random(), side="right")),
-                                              len(names) - 1)])
+        prompt = names[0] if len(names) == 1 else names[min(int(np.searchsorted(cdf, draws.random(), side="right")),
+                                                            len(names) - 1)]
+        # the answer-only prompt asks for the answer block alone: its rows stay so
+        named = bool(named_box_share) and prompt != PROMPT and named_draws.random() < named_box_share
+        return pretrain_row(sample, prompt, named=named)
 
     while True:
         t0, c0 = time.perf_counter(), time.process_time()
