@@ -9,10 +9,11 @@ for rows whose target is known (grounding and naming rows), a direct term on the
                                                                               / Σ_{j ∈ image tokens} a_ℓ,h(t, j) )
 
 where ``a_ℓ,h(t, ·)`` is the attention of head ``h`` (default 0) of layer ℓ at each position ``t`` that predicts one
-of the first :data:`FIRST_TOKENS` completion tokens (where the target is decided), and the target cells are the merged vision tokens (``patch_size · merge_size`` px cells, row-major
-as the processor orders them) that the target's mask covers by at least ``min_pixels`` (the most covered cell
-always). Only one head per layer is steered, and only its share of the image attention, so the others stay free to
-read the question and the head is free to attend to text. Layer 0 is left alone: at that depth an answer position
+of the first :data:`FIRST_TOKENS` completion tokens (where the target is decided), and the target cells are the
+merged vision tokens (``patch_size · merge_size`` px cells, row-major as the processor orders them) that the
+target's mask covers by at least ``min_pixels`` (the most covered cell always). Only one head per layer is steered,
+and only its share of the image attention, so the others stay free to read the question and the head is free to
+attend to text. Layer 0 is left alone: at that depth an answer position
 does not yet know the question. Attention supervision of this kind is an old tool of grounded VQA (e.g. Qiao et al.,
 "Exploring Human-like Attention Supervision in Visual Question Answering", AAAI 2018).
 
@@ -28,10 +29,10 @@ import numpy as np
 import torch
 
 CELLS_KEY = "target_cells"
-# Supervised positions: those predicting the first completion tokens. Later ones need not look: under teacher
-# forcing the coordinates already written say where the target is, and a term averaged over all ~48 answer tokens
-# is met by copying them (measured: the supervised head put 75 % of its image attention on the target while box
-# accuracy did not move). 12 tokens reach past the first coordinate of the bbox and cover a whole naming answer.
+# Supervised positions: those predicting the first completion tokens, where the target is decided. Later ones
+# need not look (the coordinates already written say where the target is), and a term averaged over all of them
+# is met by copying those (docs/testbed.md, "where it looks"). 12 tokens reach past the bbox's first coordinate and
+# cover a whole naming answer.
 FIRST_TOKENS = 12
 
 

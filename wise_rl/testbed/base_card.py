@@ -29,7 +29,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         total = sum(mix.values())
         task += (" with the question worded by these prompt templates (share of the grounding scenes): "
                  + ", ".join(f"`{k}` {100 * w / total:.0f} %" for k, w in mix.items())
-                 + "; the target is always the answer block alone")
+                 + ("; the target is the answer block alone" if not card.get("named_box_share") else
+                   f"; the target is the answer block, after the target's name on {100 * card['named_box_share']:g} % "
+                   "of the rows worded by the templates other than `answer-only`"))
     if share:
         task += (f", and on {100 * share:g} % of the scenes the prompt '{card['describe_prompt']}' → a plain scene "
                  "description (the shapes, then each one's place, width and corners; no query, no reasoning) so that "
@@ -118,6 +120,10 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             else:
                 note = ("vision tower frozen" if not st.get("vision_lr_scale") else
                         f"vision tower lr × {st.get('vision_lr_scale')}")
+                if st.get("attention_weight"):
+                    note += f"; attention supervision λ {st['attention_weight']:g}"
+                if st.get("named_box_share"):
+                    note += f"; named boxes {100 * st['named_box_share']:g} %"
             lines.append(f"| {st['stage']} | {st['steps']} | {st['samples']:,} | {st['train_s']} | {note} |")
     if card.get("curve"):
         lines += ["", "## Learning curve (held-out curve set)", "", "| minutes | steps | samples | acc@0.5 (box) |"

@@ -463,7 +463,9 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             model = trainer.model
             steps = trainer.state.global_step
             stages.append({"stage": "grounding", "steps": steps, "samples": steps * config.batch_size,
-                           "train_s": round(clock.seconds(), 1), "vision_lr_scale": config.vision_lr_scale})
+                           "train_s": round(clock.seconds(), 1), "vision_lr_scale": config.vision_lr_scale,
+                           "merger_lr_scale": config.merger_lr_scale, "attention_weight": config.attention_weight,
+                           "named_box_share": config.named_box_share})
         train_s, train_cpu_s = clock.seconds(), clock.cpu_seconds()
         samples = steps * config.batch_size
 
@@ -544,6 +546,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "prompt_mix": prompt_mix,
         "describe_prompt": DESCRIBE_PROMPT if config.describe_share else None,
         "name_share": config.name_share,
+        "named_box_share": config.named_box_share,
         "name_prompt": NAME_PROMPT if config.name_share else None,
         "machine": machine_info(),
         "versions": {"transformers": transformers.__version__, "trl": trl.__version__},
