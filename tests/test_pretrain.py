@@ -262,6 +262,28 @@ def test_named_box_rows_put_the_targets_name_before_the_answer_block():
         PretrainConfig(out="x", max_steps=1, named_box_share=1.5).validate()
 
 
+def test_described_box_rows_lead_with_the_scene_description_and_are_not_attention_supervised():
+    from wise_rl.testbed.attention_supervision import CELLS_KEY
+    from wise_rl.testbed.pretrain_rows import parse_prompt_mix, pretrain_row, stream_rows
+    from wise_rl.testbed.shapeworld import iter_samples
+
+    rows = stream_rows(seed=0, image_size=112, chunk=16, prompt_mix=parse_prompt_mix("answer-only:1,wise-s:1"),
+                       named_box_share=1.0, described_box_share=1.0, cell=28)
+    seen = 0
+    for _, row, sample in zip(range(40), rows, iter_samples(0, mask_format="numpy", describe=True)):
+        target = row["completion"][0]["content"]
+        if row["prompt"][0]["content"].startswith("Please find"):
+            block = pretrain_row(sample)["completion"][0]["content"]
+            assert target == f"{sample['description']} {sample['target_name']} {block}"
+            assert sum(row[CELLS_KEY]) == 0
+            seen += 1
+        else:
+            assert sum(row[CELLS_KEY]) >= 1
+    assert seen > 10
+    with pytest.raises(ValueError, match="described-box-share"):
+        PretrainConfig(out="x", max_steps=1, described_box_share=-0.1).validate()
+
+
 def test_name_share_rows_name_the_queried_shape_in_words():
     """--name-share P turns about P of the scenes into naming rows: the query → 'the {colour} {kind} {where}' of the
     target (no box); with --describe-share both come from one draw, the rest stay grounding rows."""

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of grounding rows whose answer block follows the target named in words ('the "
                         "red pentagon at the bottom <answer>…</answer>'), so the model grounds after text it wrote, "
                         "as after a rationale (default 0)")
+    parser.add_argument("--described-box-share", type=float, default=d.described_box_share, metavar="P",
+                        help="share of the named rows that lead with the scene description too, so the model grounds "
+                        "after a long text, as after a verbose rationale (default 0)")
     parser.add_argument("--prompt-mix", default=None, metavar="NAME:W,…",
                         help="prompt templates that word the grounding questions, with weights, e.g. "
                         "'answer-only:0.4,wise:0.15,wise-s:0.15,verbose:0.15,wise-train:0.15'; the target stays the "
@@ -113,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, curve_every=args.curve_every, curve_n=args.curve_n,
         logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
         describe_share=args.describe_share, stream_start=args.stream_start, prompt_mix=args.prompt_mix,
-        name_share=args.name_share, named_box_share=args.named_box_share, vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
+        name_share=args.name_share, named_box_share=args.named_box_share,
+        described_box_share=args.described_box_share, vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
         vision_lr=args.vision_lr, vision_keep=args.vision_keep, vision_lr_scale=args.vision_lr_scale,
         merger_lr_scale=args.merger_lr_scale, attention_weight=args.attention_weight, probe_n=args.probe_n,
         bf16=None if args.bf16 is None else args.bf16 == "true",

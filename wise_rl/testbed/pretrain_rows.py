@@ -33,16 +33,21 @@ DESCRIBE_PROMPT = "Describe the shapes in the image."
 NAME_PROMPT = "Which shape is '{question}'? Name it."
 
 
-def pretrain_row(sample: dict[str, Any], prompt: str = PROMPT, named: bool = False) -> dict[str, Any]:
+def pretrain_row(sample: dict[str, Any], prompt: str = PROMPT, named: bool = False,
+                 described: bool = False) -> dict[str, Any]:
     """The SFT row of one sample, as ``training.sft_rows(ds, "answer-only", "answer")`` builds it, plus the image:
     ``{"image", "prompt": [user turn], "completion": [assistant turn]}``; ``prompt`` words the question with
     another of the project's templates (the target stays the answer block alone). ``named``: the answer block
     follows the target named in words (``target_name``, e.g. 'the red pentagon at the bottom <answer>…</answer>'),
-    so the model also grounds after text it wrote itself, as the answer of a rationale format does."""
+    so the model also grounds after text it wrote itself, as the answer of a rationale format does; ``described``
+    puts the scene description (``description``) before the name, so it grounds after a long text too, as after a
+    verbose rationale."""
     target = formats.build_target("", formats.answer_dict(sample["gt_bbox"], sample["gt_points"]), "",
                                   TARGET_MODE)
     if named:
         target = f"{sample['target_name']} {target}"
+        if described:
+            target = f"{sample['description']} {target}"
     return {
         "image": sample["image"],
         "prompt": [{"role": "user", "content": formats.render_prompt(prompt, sample["query"])}],
@@ -146,13 +151,15 @@ def name_row(sample: dict[str, Any]) -> dict[str, Any]:
 def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None = None,
                 start: int = 0, describe_share: float = 0.0,
                 prompt_mix: dict[str, float] | None = None, name_share: float = 0.0,
-                cell: int | None = None, named_box_share: float = 0.0) -> Iterator[dict[str, Any]]:
+                cell: int | None = None, named_box_share: float = 0.0,
+                described_box_share: float = 0.0) -> Iterator[dict[str, Any]]:
     """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds): each
     scene becomes a :func:`describe_row` with probability ``describe_share``, a :func:`name_row` with probability
     ``name_share`` (one seeded draw), else a
     :func:`pretrain_row` whose question is worded by a template drawn from ``prompt_mix`` (name → weight;
     default: ``answer-only`` alone), named first (``pretrain_row(named=True)``) on a ``named_box_share`` of those
-    not worded by ``answer-only``, which asks for the answer block alone
+    not worded by ``answer-only``, which asks for the answer block alone, and of those a ``described_box_share``
+    lead with the scene description (``described=True``)
     (its own seeded draws, so the other draws stay as they were). With ``cell`` (px), every row also carries the target's cells
     (:func:`wise_rl.testbed.attention_supervision.target_cells`; zeros on description rows, which have no target)."""
     import numpy as np
@@ -171,7 +178,9 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     def row(sample):
         out = choose(sample)
         if cell is not None:
-            described = out["prompt"][0]["content"] == DESCRIBE_PROMPT
+            # no target to look at while describing the scene (a description row, or one that leads with it)
+            described = out["prompt"][0]["content"] == DESCRIBE_PROMPT or (
+                "description" in sample and out["completion"][0]["content"].startswith(sample["description"]))
             out[CELLS_KEY] = (target_cells(np.zeros_like(sample["gt_mask"]), cell) if described
                               else target_cells(sample["gt_mask"], cell))
         return out
@@ -186,7 +195,8 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
                                                             len(names) - 1)]
         # the answer-only prompt asks for the answer block alone: its rows stay so
         named = bool(named_box_share) and prompt != PROMPT and named_draws.random() < named_box_share
-        return pretrain_row(sample, prompt, named=named)
+        described = named and bool(described_box_share) and named_draws.random() < described_box_share
+        return pretrain_row(sample, prompt, named=named, described=described)
 
     while True:
         t0, c0 = time.perf_counter(), time.process_time()
