@@ -31,7 +31,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                  + ", ".join(f"`{k}` {100 * w / total:.0f} %" for k, w in mix.items())
                  + ("; the target is the answer block alone" if not card.get("named_box_share") else
                    f"; the target is the answer block, after the target's name on {100 * card['named_box_share']:g} % "
-                   "of the rows worded by the templates other than `answer-only`"))
+                   "of the rows worded by the templates other than `answer-only`"
+                   + (f" (after the scene description and the name on {100 * card['described_box_share']:g} % "
+                      "of those)" if card.get("described_box_share") else "")))
     if share:
         task += (f", and on {100 * share:g} % of the scenes the prompt '{card['describe_prompt']}' → a plain scene "
                  "description (the shapes, then each one's place, width and corners; no query, no reasoning) so that "
@@ -124,6 +126,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                     note += f"; attention supervision λ {st['attention_weight']:g}"
                 if st.get("named_box_share"):
                     note += f"; named boxes {100 * st['named_box_share']:g} %"
+                if st.get("described_box_share"):
+                    note += f", {100 * st['described_box_share']:g} % of them after the scene description"
             lines.append(f"| {st['stage']} | {st['steps']} | {st['samples']:,} | {st['train_s']} | {note} |")
     if card.get("curve"):
         lines += ["", "## Learning curve (held-out curve set)", "", "| minutes | steps | samples | acc@0.5 (box) |"
