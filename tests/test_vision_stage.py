@@ -141,6 +141,7 @@ def test_frozen_tower_with_a_trained_merger(tmp_path, tiny_model_dir):
                                    eval_n=0, probe_n=0, warmup_steps=1, vision_lr_scale=0.0, merger_lr_scale=1.0,
                                    progress=False))
     assert "--vision-lr-scale 0.0 --merger-lr-scale 1.0" in card["command"]
+    assert "vision tower frozen; merger lr × 1 |" in (out / "model_card.md").read_text()
     init_p = dict(load_model(tiny_model_dir).named_parameters())
     trained_p = dict(load_model(out).named_parameters())
     merger = [n for n in init_p if ".visual.merger." in f".{n}"]

@@ -39,9 +39,9 @@ FIRST_TOKENS = 12
 def target_cells(mask: np.ndarray, cell: int, min_pixels: int = 20) -> list[float]:
     """``(G²,)`` 0/1 weights, row-major, of the ``cell``-px cells the ``mask`` (H×W, nonzero = target) covers by at
     least ``min_pixels``; the most covered cell is always 1. An empty mask gives all zeros (no supervision)."""
-    mask = np.asarray(mask) > 0
-    grid_h, grid_w = mask.shape[0] // cell, mask.shape[1] // cell
-    counts = mask[:grid_h * cell, :grid_w * cell].reshape(grid_h, cell, grid_w, cell).sum((1, 3)).ravel()
+    from wise_rl.testbed.vision_stage import cell_pixel_counts
+
+    counts = cell_pixel_counts(mask, cell)
     out = (counts >= min_pixels).astype(np.float32)
     if counts.max() > 0:
         out[int(counts.argmax())] = 1.0

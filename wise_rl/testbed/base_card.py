@@ -122,6 +122,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             else:
                 note = ("vision tower frozen" if not st.get("vision_lr_scale") else
                         f"vision tower lr × {st.get('vision_lr_scale')}")
+                if st.get("merger_lr_scale") is not None and st["merger_lr_scale"] != st.get("vision_lr_scale"):
+                    note += f"; merger lr × {st['merger_lr_scale']:g}"
                 if st.get("attention_weight"):
                     note += f"; attention supervision λ {st['attention_weight']:g}"
                 if st.get("named_box_share"):

@@ -215,9 +215,10 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
             supervised_trainer_class,
             use_eager_attention,
         )
+        from wise_rl.testbed.vision_stage import cell_px
 
         use_eager_attention(model)
-        grid = config.image_size // _cell_px(processor)
+        grid = config.image_size // cell_px(processor)
         collator = CellsCollator(collator, grid * grid)
         trainer_class = supervised_trainer_class(config.attention_weight)
     collator = TimedCollator(collator, timer)
@@ -270,11 +271,6 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
 
         trainer.remove_callback(PrinterCallback)  # the minutes bar shows the loss; no line per logging step
     return trainer
-
-
-def _cell_px(processor) -> int:
-    """Side in px of the image cell one merged vision token covers."""
-    return processor.image_processor.patch_size * processor.image_processor.merge_size
 
 
 PARTIAL_JSON = "partial.json"  # written next to the weights saved at each curve point; removed by the final save
@@ -410,6 +406,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
 
     from wise_rl.models import count_parameters, load_model, load_processor
     from wise_rl.testbed.tiny_model import build_tiny_model
+    from wise_rl.testbed.vision_stage import cell_px
 
     config.validate()
     prompt_mix = parse_prompt_mix(config.prompt_mix)
@@ -456,7 +453,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                                          "name_share": config.name_share,
                                          "named_box_share": config.named_box_share,
                                          "described_box_share": config.described_box_share,
-                                         "cell": _cell_px(processor) if config.attention_weight else None})
+                                         "cell": cell_px(processor) if config.attention_weight else None})
             trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer",
                                    timer=timer, clock=clock, callbacks=[callback])
             # Start the clocks after construction (nothing before the first step is training).
@@ -551,6 +548,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "describe_prompt": DESCRIBE_PROMPT if config.describe_share else None,
         "name_share": config.name_share,
         "named_box_share": config.named_box_share,
+        "described_box_share": config.described_box_share,
         "name_prompt": NAME_PROMPT if config.name_share else None,
         "machine": machine_info(),
         "versions": {"transformers": transformers.__version__, "trl": trl.__version__},

@@ -159,9 +159,10 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     :func:`pretrain_row` whose question is worded by a template drawn from ``prompt_mix`` (name → weight;
     default: ``answer-only`` alone), named first (``pretrain_row(named=True)``) on a ``named_box_share`` of those
     not worded by ``answer-only``, which asks for the answer block alone, and of those a ``described_box_share``
-    lead with the scene description (``described=True``)
-    (its own seeded draws, so the other draws stay as they were). With ``cell`` (px), every row also carries the target's cells
-    (:func:`wise_rl.testbed.attention_supervision.target_cells`; zeros on description rows, which have no target)."""
+    lead with the scene description (``described=True``; its own seeded draws, so the other draws stay as they
+    were). With ``cell`` (px), every row also carries the target's cells
+    (:func:`wise_rl.testbed.attention_supervision.target_cells`; zeros on rows that describe the scene, where the
+    completion looks at every shape)."""
     import numpy as np
 
     from wise_rl.testbed.attention_supervision import CELLS_KEY, target_cells
@@ -176,27 +177,26 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     cdf = np.cumsum(weights / weights.sum())
 
     def row(sample):
-        out = choose(sample)
+        out, looks_at_target = choose(sample)
         if cell is not None:
-            # no target to look at while describing the scene (a description row, or one that leads with it)
-            described = out["prompt"][0]["content"] == DESCRIBE_PROMPT or (
-                "description" in sample and out["completion"][0]["content"].startswith(sample["description"]))
-            out[CELLS_KEY] = (target_cells(np.zeros_like(sample["gt_mask"]), cell) if described
-                              else target_cells(sample["gt_mask"], cell))
+            mask = sample["gt_mask"]
+            out[CELLS_KEY] = (target_cells(mask, cell) if looks_at_target
+                              else [0.0] * ((mask.shape[0] // cell) * (mask.shape[1] // cell)))
         return out
 
-    def choose(sample):
+    def choose(sample) -> tuple[dict[str, Any], bool]:
+        """The row, and whether its completion is about the target alone (not while describing the scene)."""
         u = draws.random() if describe_share or name_share else 1.0
         if u < describe_share:
-            return describe_row(sample)
+            return describe_row(sample), False
         if u < describe_share + name_share:
-            return name_row(sample)
+            return name_row(sample), True
         prompt = names[0] if len(names) == 1 else names[min(int(np.searchsorted(cdf, draws.random(), side="right")),
                                                             len(names) - 1)]
         # the answer-only prompt asks for the answer block alone: its rows stay so
         named = bool(named_box_share) and prompt != PROMPT and named_draws.random() < named_box_share
         described = named and bool(described_box_share) and named_draws.random() < described_box_share
-        return pretrain_row(sample, prompt, named=named, described=described)
+        return pretrain_row(sample, prompt, named=named, described=described), not described
 
     while True:
         t0, c0 = time.perf_counter(), time.process_time()

@@ -64,6 +64,19 @@ class VisionStageConfig:
             raise ValueError(f"--vision-box-weight must be >= 0, got {self.box_weight}")
 
 
+def cell_px(processor) -> int:
+    """Side in px of the image cell one merged vision token covers (``patch_size · merge_size``)."""
+    return processor.image_processor.patch_size * processor.image_processor.merge_size
+
+
+def cell_pixel_counts(mask: np.ndarray, cell: int) -> np.ndarray:
+    """``(G_h · G_w,)`` nonzero pixels of the H×W ``mask`` in each ``cell``-px cell, row-major (the processor's order
+    of merged tokens); a remainder of fewer than ``cell`` rows or columns is left out."""
+    mask = np.asarray(mask) > 0
+    grid_h, grid_w = mask.shape[0] // cell, mask.shape[1] // cell
+    return mask[:grid_h * cell, :grid_w * cell].reshape(grid_h, cell, grid_w, cell).sum((1, 3)).ravel()
+
+
 def cell_targets(scene, cell: int, min_pixels: int = 20) -> dict[str, np.ndarray]:
     """Per-cell labels of one scene, row-major over the ``(S // cell)²`` merged tokens.
 
@@ -80,9 +93,8 @@ def cell_targets(scene, cell: int, min_pixels: int = 20) -> dict[str, np.ndarray
     box = np.zeros((grid * grid, 4), dtype=np.float32)
     if not scene.shapes:
         return {"colour": colour, "kind": kind, "box": box}
-    # pixels of each shape in each cell: (n_shapes, G, G); shapes do not overlap
-    counts = np.stack([shape.mask(size)[:grid * cell, :grid * cell].reshape(grid, cell, grid, cell).sum((1, 3))
-                       for shape in scene.shapes]).reshape(len(scene.shapes), -1)
+    # pixels of each shape in each cell: (n_shapes, G²); shapes do not overlap
+    counts = np.stack([cell_pixel_counts(shape.mask(size), cell) for shape in scene.shapes])
     best = counts.argmax(0)
     for t in np.flatnonzero(counts.max(0) >= min_pixels):
         shape = scene.shapes[int(best[t])]
@@ -98,7 +110,7 @@ class SceneCollator:
 
     def __init__(self, processor, seed: int, image_size: int, min_pixels: int = 20):
         self.image_processor = processor.image_processor
-        self.cell = self.image_processor.patch_size * self.image_processor.merge_size
+        self.cell = cell_px(processor)
         self.seed, self.image_size, self.min_pixels = seed, image_size, min_pixels
 
     def scenes(self, indices):
