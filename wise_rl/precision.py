@@ -101,3 +101,24 @@ def precision_argv(argv: list[str], configured, use_cpu=None) -> list[str]:
     if explicit is not None:
         return argv
     return [*argv, "--bf16", "true" if bf16 else "false"]
+
+
+def machine_info() -> dict:
+    """The machine a run's figures belong to, for cards and reports: platform, CPU model and native bf16, CPU count,
+    torch threads and version, the CUDA device (None on a CPU) and the Python version."""
+    import os
+    import platform
+
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+    }

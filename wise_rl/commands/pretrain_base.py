@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention-weight", type=float, default=d.attention_weight, metavar="λ",
                         help="grounding stage: weight of attention supervision, which steers one head per layer to "
                         "the queried shape's cells (wise_rl.testbed.attention_supervision; default 0: none)")
+    parser.add_argument("--cell-word-weight", type=float, default=d.cell_word_weight, metavar="μ",
+                        help="grounding stage: weight of the words at the vision tokens, which asks the language "
+                        "model for the colour and kind word of each cell's shape after every layer "
+                        "(wise_rl.testbed.cell_words; default 0: none)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, scenes and test split (default 0)")
     parser.add_argument("--image-size", type=int, default=d.image_size,
                         help=f"ShapeWorld image side, a multiple of 28 (default {d.image_size})")
@@ -119,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         name_share=args.name_share, named_box_share=args.named_box_share,
         described_box_share=args.described_box_share, vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
         vision_lr=args.vision_lr, vision_keep=args.vision_keep, vision_lr_scale=args.vision_lr_scale,
-        merger_lr_scale=args.merger_lr_scale, attention_weight=args.attention_weight, probe_n=args.probe_n,
+        merger_lr_scale=args.merger_lr_scale, attention_weight=args.attention_weight,
+        cell_word_weight=args.cell_word_weight, probe_n=args.probe_n,
         bf16=None if args.bf16 is None else args.bf16 == "true",
     )
     try:

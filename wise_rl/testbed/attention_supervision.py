@@ -50,15 +50,22 @@ def target_cells(mask: np.ndarray, cell: int, min_pixels: int = 20) -> list[floa
 
 class CellsCollator:
     """Wraps a prompt–completion collator: takes each row's :data:`CELLS_KEY` out before it and returns it as a
-    ``(B, G²)`` float tensor next to the batch (rows without one get zeros: no supervision)."""
+    ``(B, G²)`` float tensor next to the batch (rows without one get zeros: no supervision); with ``words``, the
+    same for :data:`~wise_rl.testbed.cell_words.CELL_WORDS_KEY`, a ``(B, 2, G²)`` long tensor (rows without one:
+    all ignored)."""
 
-    def __init__(self, collator, n_cells: int):
-        self.collator, self.n_cells = collator, n_cells
+    def __init__(self, collator, n_cells: int, words: bool = False):
+        self.collator, self.n_cells, self.words = collator, n_cells, words
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        from wise_rl.testbed.cell_words import CELL_WORDS_KEY, IGNORE
+
         cells = [ex.pop(CELLS_KEY, None) or [0.0] * self.n_cells for ex in examples]
+        words = [ex.pop(CELL_WORDS_KEY, None) or [[IGNORE] * self.n_cells] * 2 for ex in examples]
         batch = self.collator(examples)
         batch[CELLS_KEY] = torch.tensor(cells, dtype=torch.float32)
+        if self.words:
+            batch[CELL_WORDS_KEY] = torch.tensor(words, dtype=torch.long)
         return batch
 
 
@@ -102,29 +109,51 @@ def use_eager_attention(model) -> None:
     model.set_attn_implementation({"text_config": "eager", "vision_config": "eager"})
 
 
-def supervised_trainer_class(weight: float, head: int = 0):
-    """A ``transformers.Trainer`` subclass whose loss adds ``weight`` × :func:`attention_loss`; the term's running
-    mean is logged as ``attn_loss``."""
+def supervised_trainer_class(weight: float, head: int = 0, word_weight: float = 0.0):
+    """A ``transformers.Trainer`` subclass whose loss adds ``weight`` × :func:`attention_loss` and ``word_weight`` ×
+    :func:`wise_rl.testbed.cell_words.cell_word_loss`; their running means are logged as ``attn_loss`` and
+    ``word_loss``."""
     from transformers import Trainer
 
-    class AttentionSupervisedTrainer(Trainer):
-        _attn_sum, _attn_n = 0.0, 0
+    from wise_rl.testbed.cell_words import CELL_WORDS_KEY, cell_word_loss, word_ids
+
+    class SupervisedTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._sums: dict[str, list[float]] = {}  # term name -> [running sum, count] since the last log
+
+        def _add(self, name: str, term: torch.Tensor) -> None:
+            total = self._sums.setdefault(name, [0.0, 0])
+            total[0] += float(term.detach())
+            total[1] += 1
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             cells = inputs.pop(CELLS_KEY)
-            outputs = model(**inputs, output_attentions=True)
-            image_token_id = self.accelerator.unwrap_model(model).config.image_token_id
-            term = attention_loss(outputs.attentions, inputs["input_ids"], inputs["labels"], cells, image_token_id,
-                                  head)
-            self._attn_sum += float(term.detach())
-            self._attn_n += 1
-            loss = outputs.loss + weight * term
+            words = inputs.pop(CELL_WORDS_KEY, None)
+            outputs = model(**inputs, output_attentions=bool(weight), output_hidden_states=bool(word_weight))
+            unwrapped = self.accelerator.unwrap_model(model)
+            image = inputs["input_ids"] == unwrapped.config.image_token_id
+            loss = outputs.loss
+            if weight:
+                term = attention_loss(outputs.attentions, inputs["input_ids"], inputs["labels"], cells,
+                                      unwrapped.config.image_token_id, head)
+                self._add("attn_loss", term)
+                loss = loss + weight * term
+            if word_weight:
+                if not hasattr(self, "_word_ids"):
+                    self._word_ids = word_ids(self.processing_class.tokenizer)
+                term = cell_word_loss(outputs.hidden_states, image, words, unwrapped.model.language_model.norm,
+                                      unwrapped.get_input_embeddings().weight, self._word_ids)
+                self._add("word_loss", term)
+                loss = loss + word_weight * term
             return (loss, outputs) if return_outputs else loss
 
         def log(self, logs, *args, **kwargs):
-            if self._attn_n and "loss" in logs:
-                logs["attn_loss"] = round(self._attn_sum / self._attn_n, 4)
-                self._attn_sum, self._attn_n = 0.0, 0
+            if "loss" in logs:
+                for name, (total, n) in self._sums.items():
+                    if n:
+                        logs[name] = round(total / n, 4)
+                self._sums = {}
             super().log(logs, *args, **kwargs)
 
-    return AttentionSupervisedTrainer
+    return SupervisedTrainer

@@ -126,6 +126,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                     note += f"; merger lr × {st['merger_lr_scale']:g}"
                 if st.get("attention_weight"):
                     note += f"; attention supervision λ {st['attention_weight']:g}"
+                if st.get("cell_word_weight"):
+                    note += f"; words at the vision tokens μ {st['cell_word_weight']:g}"
                 if st.get("named_box_share"):
                     note += f"; named boxes {100 * st['named_box_share']:g} %"
                 if st.get("described_box_share"):

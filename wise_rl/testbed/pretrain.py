@@ -31,8 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -42,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from wise_rl.metrics import box_scores
-from wise_rl.precision import resolve_bf16
+from wise_rl.precision import machine_info, resolve_bf16
 from wise_rl.testbed.base_card import CARD_JSON, CARD_MD, EVAL_DIR, model_card_markdown
 from wise_rl.testbed.perception import family_box_scores, name_eval, naming_rows, quick_eval, vision_probe
 from wise_rl.testbed.pretrain_rows import (
@@ -101,6 +99,7 @@ class PretrainConfig:
     vision_lr_scale: float = 1.0  # grounding stage: the vision tower's lr = lr × this (0 freezes it)
     merger_lr_scale: float | None = None  # grounding stage: the merger's (projector's) lr = lr × this (None: as the tower)
     attention_weight: float = 0.0  # grounding stage: weight λ of attention supervision (0: none; attention_supervision)
+    cell_word_weight: float = 0.0  # grounding stage: weight μ of the words at the vision tokens (0: none; cell_words)
     probe_n: int = 700  # held-out scenes of the vision probe written into the card (0: no probe)
     bf16: bool | None = None  # None: wise_rl.precision.resolve_bf16 (fp32 on a CPU, bf16 on a GPU)
     progress: bool = True
@@ -124,8 +123,9 @@ class PretrainConfig:
             raise ValueError(f"--merger-lr-scale must be >= 0 (0 freezes the merger), got {self.merger_lr_scale}")
         if self.vision_lr_scale < 0:
             raise ValueError(f"--vision-lr-scale must be >= 0 (0 freezes the tower), got {self.vision_lr_scale}")
-        if self.attention_weight < 0:
-            raise ValueError(f"--attention-weight must be >= 0, got {self.attention_weight}")
+        for name in ("attention_weight", "cell_word_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.probe_n < 0:
             raise ValueError(f"--probe-n must be >= 0, got {self.probe_n}")
         if self.minutes is not None and self.minutes <= 0:
@@ -165,7 +165,8 @@ class PretrainConfig:
                      "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
                      "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
                      "stream_start", "prompt_mix", "name_share", "named_box_share", "described_box_share", "vision_steps", "vision_batch_size", "vision_lr",
-                     "vision_keep", "vision_lr_scale", "merger_lr_scale", "attention_weight", "probe_n", "bf16"):
+                     "vision_keep", "vision_lr_scale", "merger_lr_scale", "attention_weight", "cell_word_weight", "probe_n",
+                     "bf16"):
             value = getattr(self, name)
             if value is not None and (value != getattr(defaults, name) or name in ("seed", "minutes", "max_steps")):
                 parts += [f"--{name.replace('_', '-')}", str(value)]
@@ -209,7 +210,7 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
     clock = clock if clock is not None else TrainClock()
     collator = DataCollatorForVisionLanguageModeling(processor=processor, completion_only_loss=True)
     trainer_class = Trainer
-    if config.attention_weight:
+    if config.attention_weight or config.cell_word_weight:
         from wise_rl.testbed.attention_supervision import (
             CellsCollator,
             supervised_trainer_class,
@@ -217,10 +218,11 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
         )
         from wise_rl.testbed.vision_stage import cell_px
 
-        use_eager_attention(model)
+        if config.attention_weight:
+            use_eager_attention(model)
         grid = config.image_size // cell_px(processor)
-        collator = CellsCollator(collator, grid * grid)
-        trainer_class = supervised_trainer_class(config.attention_weight)
+        collator = CellsCollator(collator, grid * grid, words=bool(config.cell_word_weight))
+        trainer_class = supervised_trainer_class(config.attention_weight, word_weight=config.cell_word_weight)
     collator = TimedCollator(collator, timer)
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -306,7 +308,7 @@ def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTime
                 self.history.append({"step": state.global_step, "minutes": round(clock.seconds() / 60, 3),
                                      "cpu_minutes": round(clock.cpu_seconds() / 60, 3),
                                      "samples": state.global_step * config.batch_size,
-                                     **{k: logs[k] for k in ("loss", "learning_rate", "mean_token_accuracy", "attn_loss")
+                                     **{k: logs[k] for k in ("loss", "learning_rate", "mean_token_accuracy", "attn_loss", "word_loss")
                                         if k in logs}})
                 if self.bar is not None:
                     self.bar.set_postfix(step=state.global_step, loss=f"{logs['loss']:.3f}", refresh=False)
@@ -346,24 +348,6 @@ def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTime
 # ----------------------------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------------------------
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    from wise_rl.precision import cpu_has_native_bf16, cpu_model
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_model": cpu_model(),
-        "cpu_native_bf16": cpu_has_native_bf16(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-    }
-
-
 def _copy_processor_files(src: Path, dst: Path) -> None:
     for f in src.iterdir():
         # An --init folder's own run files stay behind: a continued run's folder must not carry a card that is
@@ -453,7 +437,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                                          "name_share": config.name_share,
                                          "named_box_share": config.named_box_share,
                                          "described_box_share": config.described_box_share,
-                                         "cell": cell_px(processor) if config.attention_weight else None})
+                                         "cell": cell_px(processor) if config.attention_weight or config.cell_word_weight else None,
+                                         "cell_words": bool(config.cell_word_weight)})
             trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer",
                                    timer=timer, clock=clock, callbacks=[callback])
             # Start the clocks after construction (nothing before the first step is training).
@@ -465,6 +450,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             stages.append({"stage": "grounding", "steps": steps, "samples": steps * config.batch_size,
                            "train_s": round(clock.seconds(), 1), "vision_lr_scale": config.vision_lr_scale,
                            "merger_lr_scale": config.merger_lr_scale, "attention_weight": config.attention_weight,
+                           "cell_word_weight": config.cell_word_weight,
                            "named_box_share": config.named_box_share,
                            "described_box_share": config.described_box_share})
         train_s, train_cpu_s = clock.seconds(), clock.cpu_seconds()

@@ -152,7 +152,7 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
                 start: int = 0, describe_share: float = 0.0,
                 prompt_mix: dict[str, float] | None = None, name_share: float = 0.0,
                 cell: int | None = None, named_box_share: float = 0.0,
-                described_box_share: float = 0.0) -> Iterator[dict[str, Any]]:
+                described_box_share: float = 0.0, cell_words: bool = False) -> Iterator[dict[str, Any]]:
     """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds): each
     scene becomes a :func:`describe_row` with probability ``describe_share``, a :func:`name_row` with probability
     ``name_share`` (one seeded draw), else a
@@ -162,14 +162,21 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     lead with the scene description (``described=True``; its own seeded draws, so the other draws stay as they
     were). With ``cell`` (px), every row also carries the target's cells
     (:func:`wise_rl.testbed.attention_supervision.target_cells`; zeros on rows that describe the scene, where the
-    completion looks at every shape)."""
+    completion looks at every shape), and with ``cell_words`` the words of every cell
+    (:func:`wise_rl.testbed.cell_words.cell_words`, whatever the row asks)."""
     import numpy as np
 
     from wise_rl.testbed.attention_supervision import CELLS_KEY, target_cells
+    from wise_rl.testbed.cell_words import CELL_WORDS_KEY
+    from wise_rl.testbed.cell_words import cell_words as words_of
     from wise_rl.testbed.shapeworld import iter_samples
 
     samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy",
-                           describe=describe_share > 0 or name_share > 0 or named_box_share > 0)
+                           describe=describe_share > 0 or name_share > 0 or named_box_share > 0,
+                           scene_columns=(lambda scene: {CELL_WORDS_KEY: words_of(scene, cell)})
+                           if cell_words else None)
+    if cell_words and cell is None:
+        raise ValueError("stream_rows: cell_words needs the cell size (cell=…)")
     draws = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7, start)))
     named_draws = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(8, start)))
     mix = prompt_mix or {PROMPT: 1.0}
@@ -182,6 +189,8 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
             mask = sample["gt_mask"]
             out[CELLS_KEY] = (target_cells(mask, cell) if looks_at_target
                               else [0.0] * ((mask.shape[0] // cell) * (mask.shape[1] // cell)))
+        if cell_words:
+            out[CELL_WORDS_KEY] = sample[CELL_WORDS_KEY]
         return out
 
     def choose(sample) -> tuple[dict[str, Any], bool]:

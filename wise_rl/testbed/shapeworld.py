@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -166,10 +166,12 @@ def iter_samples(
     family_weights: dict[str, float] | None = None,
     gradient: float = 1.0,
     describe: bool = False,
+    scene_columns: Callable[[Scene], dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """An endless stream of fresh samples in the sample schema (plus ``family``, ``target_index``,
     ``shape_boxes``, and when ``describe``: ``description`` = :func:`describe_scene`, ``target_name`` =
-    :func:`name_shape` of the target and ``shape_names``), for training loops that want new scenes without building a Dataset.
+    :func:`name_shape` of the target and ``shape_names``; and the columns ``scene_columns(scene)`` returns), for
+training loops that want new scenes without building a Dataset.
 
     ``image`` is a PIL RGB image; ``gt_mask`` is a PIL 'L' image (``mask_format="pil"``, as a Dataset row decodes)
     or an H×W uint8 numpy array (``"numpy"``, cheaper). The stream (spawn key 2) is disjoint from the train and
@@ -182,6 +184,8 @@ def iter_samples(
         row, scene = _scene_at(seed, "stream", i, image_size, family_weights=family_weights, gradient=gradient)
         if describe:
             _add_words(row, scene)
+        if scene_columns is not None:
+            row.update(scene_columns(scene))
         if mask_format == "pil":
             row["gt_mask"] = Image.fromarray(row["gt_mask"], mode="L")
         yield row
