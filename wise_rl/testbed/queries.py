@@ -18,7 +18,7 @@ to the left of R's, within 45° of the horizontal, and no shape within ``RELATIV
 "closest to R" needs the second distance ≥ ``AREA_RATIO`` × the first.
 
 Each pick carries a ``detailed`` rationale (lists the shapes, states the evidence, concludes) and a ``concise`` one
-of a few words that names the deciding fact and the target's colour and/or kind. :func:`describe_scene` and
+of a few words: the target as :func:`name_shape` names it, then the deciding fact. :func:`describe_scene` and
 :func:`name_shape` put a scene and a shape in the same words without a query.
 """
 
@@ -78,12 +78,19 @@ def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
     return options[int(rng.integers(len(options)))]
 
 
+def _left_to_right(shapes: Sequence[Shape]) -> list[Shape]:
+    """The shapes by the x of their centre (then y): the order a description walks them in. An order the image
+    shows, not the order they were drawn in, so that a model can learn which shape comes next."""
+    return sorted(shapes, key=lambda s: (s.centre[0], s.centre[1]))
+
+
 def _listing(shapes: Sequence[Shape]) -> str:
-    return _join([_a(s.name) for s in shapes])
+    return _join([_a(s.name) for s in _left_to_right(shapes)])
 
 
 def describe_scene(scene: Scene) -> str:
-    """The scene described without any query: the shapes, then one sentence per shape (place, width, corners).
+    """The scene described without any query: the shapes, then one sentence per shape (place, width, corners), each
+    from left to right.
 
     The perception half of every detailed rationale, in its first wording ("The image shows {n} shapes: …" +
     :func:`_survey`); the base model learns it next to grounding so that it can still write (see
@@ -119,7 +126,7 @@ def _survey(shapes: Sequence[Shape], image_size: int) -> str:
     evidence that brings the detailed rationale near the length of a real verbose chain of thought (Seg-Zero's
     run to 110–165 tokens), so the verbose baseline costs about what it costs on real data."""
     sentences = []
-    for s in shapes:
+    for s in _left_to_right(shapes):
         x1, _, x2, _ = s.box
         corners = "no corners" if s.corners == 0 else f"{s.corners} corners"
         sentences.append(f"The {s.name} is {_where(s, image_size)}, {x2 - x1 + 1} pixels wide, with {corners}.")
@@ -127,15 +134,23 @@ def _survey(shapes: Sequence[Shape], image_size: int) -> str:
 
 
 def _conclude(rng: np.random.Generator, shape: Shape, image_size: int, reason: str) -> str:
-    """The closing sentence: the target, its coarse location and the deciding fact (``reason``, a verb phrase)."""
+    """The closing sentence: the deciding fact (``reason``, a verb phrase), then the target and its coarse location,
+    named last so the answer follows the name as it does in the base's named boxes."""
     return _pick(
         rng,
         (
-            "So the target is the {name} {where}, which {reason}.",
-            "The {name} {where} {reason}, so it is the target.",
-            "Therefore the answer is the {name} {where}: it {reason}.",
+            "So the target, which {reason}, is the {name} {where}.",
+            "The shape that {reason} is the {name} {where}.",
+            "Therefore the answer, which {reason}, is the {name} {where}.",
         ),
     ).format(name=shape.name, where=_where(shape, image_size), reason=reason)
+
+
+def _concise(target: Shape, image_size: int, reason: str) -> str:
+    """The concise rationale: the target named as :func:`name_shape` names it, then the deciding fact ('the red
+    pentagon at the bottom, closest to the blue circle'). Name first, in the base's words, so that the answer
+    after it grounds where the base's named boxes taught it to (``docs/testbed.md``, "name-first")."""
+    return f"the {target.name} {_where(target, image_size)}, {reason}"
 
 
 def _descriptors(shapes: Sequence[Shape], i: int) -> list[str]:
@@ -215,10 +230,7 @@ def _q_attribute(rng, shapes, S) -> _Pick | None:
             reasons.append(f"the {s.name} is not {target.colour}")
     evidence = "Checking each shape: " + "; ".join(reasons) + "."
     detailed = " ".join([_intro(rng, shapes, S, query), evidence, _conclude(rng, target, S, "is the only match")])
-    concise = _pick(rng, ("the {name} {where}", "{name}, the only match", "{name} {where} matches")).format(
-        name=target.name, where=_where(target, S)
-    )
-    return _Pick(query, t, concise, detailed, "attribute")
+    return _Pick(query, t, _concise(target, S, "the only match"), detailed, "attribute")
 
 
 def _q_superlative(rng, shapes, S) -> _Pick | None:
@@ -242,9 +254,7 @@ def _q_superlative(rng, shapes, S) -> _Pick | None:
     parts.append(f"Their areas in pixels: {_join(areas)}.")
     parts.append(_conclude(rng, target, S, f"is clearly the {'largest' if largest else 'smallest'}"))
     word = "largest" if largest else "smallest"
-    concise = _pick(rng, ("the {name} is {w}", "{w} {noun}: {name}", "{name}, the {w} {noun}")).format(
-        name=target.name, w=word, noun=noun
-    )
+    concise = _concise(target, S, f"the {word} {noun}")
     return _Pick(query, t, concise, " ".join(parts), f"{word}-{'all' if not why else 'subset'}")
 
 
@@ -290,11 +300,7 @@ def _q_counting(rng, shapes, S) -> _Pick | None:
     evidence = lead + _join([_corner_text(s) for s in shapes]) + "."
     parts = [intro, evidence]
     parts.append(_conclude(rng, target, S, f"alone {deciding}"))
-    n = _NUMBER_WORDS[target.corners]
-    concise = _pick(
-        rng,
-        (f"the {target.kind} {deciding}", f"{target.name}: {n} corners", f"the {target.name}, {n} corners"),
-    )
+    concise = _concise(target, S, deciding.removeprefix("has "))
     return _Pick(query, t, concise, " ".join(parts), variant)
 
 
@@ -353,10 +359,7 @@ def _q_position(rng, shapes, S) -> _Pick | None:
         vals = [f"the {shapes[i].name} at {coord} {round(shapes[i].centre[axis])}" for i in members]
         parts.append(f"Their {label}: {_join(vals)}.")
         parts.append(_conclude(rng, target, S, f"is the {word}"))
-        concise = _pick(rng, ("the {name} is {w}", "{w} {noun}: {name}", "the {w} is the {name}")).format(
-            name=target.name, w=word, noun=noun
-        )
-        return _Pick(query, t, concise, " ".join(parts), "extreme")
+        return _Pick(query, t, _concise(target, S, f"the {word} {noun}"), " ".join(parts), "extreme")
     if kind == "relative":
         phrase, r, desc, t, axis = _pick(rng, rel)
         target, ref = shapes[t], shapes[r]
@@ -370,10 +373,7 @@ def _q_position(rng, shapes, S) -> _Pick | None:
         ]
         parts.append(_join(others).capitalize() + ".")
         parts.append(_conclude(rng, target, S, f"is the only shape {phrase} the {ref.name}"))
-        concise = _pick(rng, ("{name} {p} {ref}", "{name}, {p} the {ref}")).format(
-            name=target.name, p=phrase, ref=ref.name
-        )
-        return _Pick(query, t, concise, " ".join(parts), "relative")
+        return _Pick(query, t, _concise(target, S, f"{phrase} the {ref.name}"), " ".join(parts), "relative")
     r, desc, t, dist = _pick(rng, near)
     target, ref = shapes[t], shapes[r]
     word = _pick(rng, ("closest", "nearest"))
@@ -385,10 +385,7 @@ def _q_position(rng, shapes, S) -> _Pick | None:
         "Distances from it: " + _join([f"the {shapes[i].name} about {round(d)} px" for i, d in dist.items()]) + ".",
         _conclude(rng, target, S, f"is clearly the {word}"),
     ]
-    concise = _pick(rng, ("{name} {w} to {ref}", "{w} to the {ref}: {name}")).format(
-        name=target.name, w=word, ref=ref.name
-    )
-    return _Pick(query, t, concise, " ".join(parts), "nearest")
+    return _Pick(query, t, _concise(target, S, f"{word} to the {ref.name}"), " ".join(parts), "nearest")
 
 
 def _opposite(phrase: str) -> str:
@@ -422,12 +419,10 @@ def _q_odd_one_out(rng, shapes, S) -> _Pick | None:
     all_ = "both" if len(others) == 2 else "all"
     if attr == "colour":
         ev = f"{same.capitalize()} are {all_} {common}, while the {target.kind} is {target.colour}."
-        concise = _pick(rng, (f"the only {target.colour} shape", f"the {target.name} is not {common}",
-                              f"{target.name} among {common} shapes"))
+        concise = _concise(target, S, f"the only {target.colour} shape")
     else:
         ev = f"{same.capitalize()} are {all_} {common}s, while the {target.colour} shape is {_a(target.kind)}."
-        concise = _pick(rng, (f"the only {target.kind}", f"the {target.name} is not {_a(common)}",
-                              f"{target.name} among {common}s"))
+        concise = _concise(target, S, f"the only {target.kind}")
     parts = [_intro(rng, shapes, S, query), ev, _conclude(rng, target, S, "is the odd one out")]
     return _Pick(query, t, concise, " ".join(parts), attr)
 
