@@ -135,6 +135,32 @@ def test_a_run_folder_refuses_another_profile(tmp_path):
         demo.Run(tmp_path / "run", demo.load_profile("default"), base).check_identity()
 
 
+def test_a_run_folder_refuses_a_base_retrained_in_place_or_another_shapeworld(tmp_path, monkeypatch):
+    """The same base path with other weights, or data from another version of the generator, is another run:
+    resuming would mix stages trained on the old base or data with the new ones."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model.safetensors").write_bytes(b"old weights")
+    profile = demo.load_profile("smoke")
+    demo.Run(tmp_path / "run", profile, base).check_identity()
+    demo.Run(tmp_path / "run", profile, base).check_identity()  # unchanged: resumes
+    (base / "model.safetensors").write_bytes(b"new weights")
+    with pytest.raises(demo.DemoError, match="another base_weights"):
+        demo.Run(tmp_path / "run", profile, base).check_identity()
+    demo.Run(tmp_path / "run2", profile, base).check_identity()
+    import wise_rl.testbed.shapeworld as shapeworld
+
+    monkeypatch.setattr(shapeworld, "generator_digest", lambda *a, **k: "another generator")
+    with pytest.raises(demo.DemoError, match="another shapeworld"):
+        demo.Run(tmp_path / "run2", profile, base).check_identity()
+
+
+def test_generator_digest_follows_the_rows():
+    from wise_rl.testbed.shapeworld import generator_digest
+
+    assert generator_digest(0) == generator_digest(0) != generator_digest(1)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Targets
 # ----------------------------------------------------------------------------------------------------------------

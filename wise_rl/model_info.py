@@ -123,3 +123,20 @@ def prompt_for_command(model_dir, prompt: str | None, verb: str) -> str:
         source = find(model_dir)
         print(f"prompt: {resolved} (" + (f"from {source}" if source else f"default; the model has no {FILENAME}") + ")")
     return resolved
+
+
+def weights_digest(model_dir) -> str | None:
+    """SHA-256 over a model folder's weight files (``*.safetensors``, ``*.bin``; names and bytes, sorted by name):
+    what tells two trainings apart when they were saved to the same path. None when the folder holds none."""
+    import hashlib
+
+    files = sorted(p for pattern in ("*.safetensors", "*.bin") for p in Path(model_dir).glob(pattern))
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -233,11 +233,16 @@ class Run:
     # ---- the run's identity: a different profile or base in the same folder is an error, not a silent mix
     def check_identity(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        ident = {"profile": self.profile.fingerprint(), "base": str(self.base.resolve())}
+        from wise_rl.model_info import weights_digest
+        from wise_rl.testbed.shapeworld import generator_digest
+
+        ident = {"profile": self.profile.fingerprint(), "base": str(self.base.resolve()),
+                 "base_weights": weights_digest(self.base),  # the same path retrained is another base
+                 "shapeworld": generator_digest(self.profile.seed, self.profile.image_size)}
         path = self.out / "demo.json"
         if path.is_file():
             old = json.loads(path.read_text(encoding="utf-8"))
-            for key in ("profile", "base"):
+            for key in ident:
                 if old.get(key) != ident[key]:
                     raise DemoError(
                         f"{self.out} holds a demo run with another {key} ({old.get(key)!r} vs {ident[key]!r}); "

@@ -128,6 +128,17 @@ def make_sample(
     return row, scene
 
 
+def generator_digest(seed: int = 0, image_size: int = 112, n: int = 8) -> str:
+    """SHA-256 of the first ``n`` training rows' words and geometry (query, rationales, boxes): changes when the
+    generator does, so a run folder built by another version is not silently reused."""
+    import hashlib
+    import json
+
+    keys = ("query", "concise", "detailed", "gt_bbox", "gt_points", "family", "target_index")
+    rows = [{k: sample_at(seed, "train", i, image_size)[k] for k in keys} for i in range(n)]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+
 def _rng_for(seed: int, stream: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(_STREAM_KEYS[stream], int(index))))
 
