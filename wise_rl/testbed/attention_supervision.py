@@ -61,11 +61,12 @@ class CellsCollator:
         from wise_rl.testbed.cell_words import CELL_WORDS_KEY, IGNORE
 
         cells = [ex.pop(CELLS_KEY, None) or [0.0] * self.n_cells for ex in examples]
-        words = [ex.pop(CELL_WORDS_KEY, None) or [[IGNORE] * self.n_cells] * 2 for ex in examples]
+        words = [ex.pop(CELL_WORDS_KEY, None) for ex in examples]  # out of the rows either way
         batch = self.collator(examples)
         batch[CELLS_KEY] = torch.tensor(cells, dtype=torch.float32)
         if self.words:
-            batch[CELL_WORDS_KEY] = torch.tensor(words, dtype=torch.long)
+            batch[CELL_WORDS_KEY] = torch.tensor([w or [[IGNORE] * self.n_cells] * 2 for w in words],
+                                                 dtype=torch.long)
         return batch
 
 
@@ -132,7 +133,6 @@ def supervised_trainer_class(weight: float, head: int = 0, word_weight: float = 
             words = inputs.pop(CELL_WORDS_KEY, None)
             outputs = model(**inputs, output_attentions=bool(weight), output_hidden_states=bool(word_weight))
             unwrapped = self.accelerator.unwrap_model(model)
-            image = inputs["input_ids"] == unwrapped.config.image_token_id
             loss = outputs.loss
             if weight:
                 term = attention_loss(outputs.attentions, inputs["input_ids"], inputs["labels"], cells,
@@ -142,6 +142,7 @@ def supervised_trainer_class(weight: float, head: int = 0, word_weight: float = 
             if word_weight:
                 if not hasattr(self, "_word_ids"):
                     self._word_ids = word_ids(self.processing_class.tokenizer)
+                image = inputs["input_ids"] == unwrapped.config.image_token_id
                 term = cell_word_loss(outputs.hidden_states, image, words, unwrapped.model.language_model.norm,
                                       unwrapped.get_input_embeddings().weight, self._word_ids)
                 self._add("word_loss", term)

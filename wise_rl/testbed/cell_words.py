@@ -62,13 +62,12 @@ def cell_word_loss(hidden_states, image: torch.Tensor, words: torch.Tensor, norm
                          f"{image.sum(-1).tolist()}")
     if not bool((labels != IGNORE).any()):
         return hidden_states[0].new_zeros(())
+    groups = [(embedding[vocab].T, labels[which] != IGNORE, labels[which]) for which, vocab in enumerate(ids)]
+    groups = [(words_t, keep, target[keep]) for words_t, keep, target in groups if keep.any()]
     layers = hidden_states[1:]
     total = 0.0
     for h in layers:
         h = norm(h[image])
-        for which, vocab in enumerate(ids):
-            keep = labels[which] != IGNORE
-            if keep.any():
-                total = total + torch.nn.functional.cross_entropy(h[keep] @ embedding[vocab].T,
-                                                                  labels[which][keep])
+        for words_t, keep, target in groups:
+            total = total + torch.nn.functional.cross_entropy(h[keep] @ words_t, target)
     return total / len(layers)
