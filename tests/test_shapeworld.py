@@ -171,6 +171,8 @@ def test_samples_are_consistent_and_answers_unique():
         named = name_shape(scene, t)
         assert row["concise"] == named
         assert row["detailed"].endswith(named.removeprefix("the ") + ".")
+        # it restates the query first, while the query is a few tokens back
+        assert row["detailed"].split(".", 1)[0].endswith(" " + row["query"])
         # the shapes are listed from left to right, as the image shows them (not in the order drawn)
         listed = row["detailed"].split(": ", 1)[1].split(".", 1)[0]
         assert re.findall(r"\ban? (\w+ \w+)", listed) == [s.name for s in sorted(scene.shapes, key=lambda s: s.centre)]
