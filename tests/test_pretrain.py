@@ -439,3 +439,30 @@ def test_vision_probe_reads_colour_from_features_that_hold_it():
     assert out["colour_acc"] > out["colour_majority"] + 0.2  # the cell colour carries the shape's colour
     with pytest.raises(ValueError, match="too few"):
         vision_probe(model, processor, rows[:3])
+
+
+def test_reasoned_box_rows_lead_with_the_detailed_rationale():
+    """--reasoned-box-share: of the described rows, that share lead with the whole detailed rationale (which names
+    the target last) instead of the description and the name; none is attention-supervised."""
+    from wise_rl.testbed.attention_supervision import CELLS_KEY
+    from wise_rl.testbed.pretrain_rows import parse_prompt_mix, pretrain_row, stream_rows
+    from wise_rl.testbed.shapeworld import iter_samples
+
+    rows = stream_rows(seed=0, image_size=112, chunk=16, prompt_mix=parse_prompt_mix("answer-only:1,wise-s:1"),
+                       named_box_share=1.0, described_box_share=1.0, reasoned_box_share=0.5, cell=28)
+    seen = {"reasoned": 0, "described": 0}
+    for _, row, sample in zip(range(60), rows, iter_samples(0, mask_format="numpy", describe=True)):
+        target = row["completion"][0]["content"]
+        if not row["prompt"][0]["content"].startswith("Please find"):
+            continue
+        block = pretrain_row(sample)["completion"][0]["content"]
+        assert sum(row[CELLS_KEY]) == 0
+        if target == f"{sample['detailed']} {block}":
+            assert sample["detailed"].rstrip(".").endswith(sample["target_name"])
+            seen["reasoned"] += 1
+        else:
+            assert target == f"{sample['description']} {sample['target_name']} {block}"
+            seen["described"] += 1
+    assert seen["reasoned"] > 5 and seen["described"] > 5, seen
+    with pytest.raises(ValueError, match="reasoned-box-share"):
+        PretrainConfig(out="x", max_steps=1, reasoned_box_share=2).validate()

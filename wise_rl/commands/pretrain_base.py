@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--described-box-share", type=float, default=d.described_box_share, metavar="P",
                         help="share of the named rows that lead with the scene description too, so the model grounds "
                         "after a long text, as after a verbose rationale (default 0)")
+    parser.add_argument("--reasoned-box-share", type=float, default=d.reasoned_box_share, metavar="P",
+                        help="share of the described rows that lead with the whole detailed rationale instead (the "
+                        "query restated, the scene, the evidence, the target named last), so the model can reason in "
+                        "words before it answers, as a real VLM can before any SFT (default 0)")
     parser.add_argument("--prompt-mix", default=None, metavar="NAME:W,…",
                         help="prompt templates that word the grounding questions, with weights, e.g. "
                         "'answer-only:0.4,wise:0.15,wise-s:0.15,verbose:0.15,wise-train:0.15'; the target stays the "
@@ -121,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
         describe_share=args.describe_share, stream_start=args.stream_start, prompt_mix=args.prompt_mix,
         name_share=args.name_share, named_box_share=args.named_box_share,
-        described_box_share=args.described_box_share, vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
+        described_box_share=args.described_box_share, reasoned_box_share=args.reasoned_box_share,
+        vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
         vision_lr=args.vision_lr, vision_keep=args.vision_keep, vision_lr_scale=args.vision_lr_scale,
         merger_lr_scale=args.merger_lr_scale, attention_weight=args.attention_weight,
         cell_word_weight=args.cell_word_weight, probe_n=args.probe_n,

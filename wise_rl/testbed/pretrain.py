@@ -92,6 +92,7 @@ class PretrainConfig:
     name_share: float = 0.0  # share of rows that ask to name the queried shape in words (see the docstring)
     named_box_share: float = 0.0  # share of grounding rows whose answer block follows the target's name
     described_box_share: float = 0.0  # share of those named rows that lead with the scene description
+    reasoned_box_share: float = 0.0  # share of those described rows that lead with the whole detailed rationale
     prompt_mix: str | None = None  # "name:weight,…" templates that word the grounding questions (default answer-only)
     vision_steps: int = 0  # steps of the vision stage before grounding (0: none; see wise_rl.testbed.vision_stage)
     vision_batch_size: int = 64
@@ -152,7 +153,7 @@ class PretrainConfig:
         if not 0 <= self.name_share < 1 or self.describe_share + self.name_share >= 1:
             raise ValueError(f"--name-share must be in [0, 1) and leave grounding rows next to --describe-share, got "
                              f"{self.name_share} + {self.describe_share}")
-        for name in ("named_box_share", "described_box_share"):
+        for name in ("named_box_share", "described_box_share", "reasoned_box_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
         if self.curve_every is not None and self.curve_every <= 0:
@@ -165,7 +166,8 @@ class PretrainConfig:
         for name in ("preset", "seed", "image_size", "minutes", "max_steps", "batch_size", "lr", "min_lr_ratio",
                      "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
                      "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
-                     "stream_start", "prompt_mix", "name_share", "named_box_share", "described_box_share", "vision_steps", "vision_batch_size", "vision_lr",
+                     "stream_start", "prompt_mix", "name_share", "named_box_share", "described_box_share", "reasoned_box_share",
+                     "vision_steps", "vision_batch_size", "vision_lr",
                      "vision_keep", "vision_lr_scale", "merger_lr_scale", "attention_weight", "cell_word_weight", "probe_n",
                      "bf16"):
             value = getattr(self, name)
@@ -438,6 +440,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                                          "name_share": config.name_share,
                                          "named_box_share": config.named_box_share,
                                          "described_box_share": config.described_box_share,
+                                         "reasoned_box_share": config.reasoned_box_share,
                                          "cell": cell_px(processor) if config.attention_weight or config.cell_word_weight else None,
                                          "cell_words": bool(config.cell_word_weight)})
             trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer",
@@ -453,7 +456,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                            "merger_lr_scale": config.merger_lr_scale, "attention_weight": config.attention_weight,
                            "cell_word_weight": config.cell_word_weight,
                            "named_box_share": config.named_box_share,
-                           "described_box_share": config.described_box_share})
+                           "described_box_share": config.described_box_share,
+                           "reasoned_box_share": config.reasoned_box_share})
         train_s, train_cpu_s = clock.seconds(), clock.cpu_seconds()
         samples = steps * config.batch_size
 
@@ -536,6 +540,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "name_share": config.name_share,
         "named_box_share": config.named_box_share,
         "described_box_share": config.described_box_share,
+        "reasoned_box_share": config.reasoned_box_share,
         "name_prompt": NAME_PROMPT if config.name_share else None,
         "machine": machine_info(),
         "versions": {"transformers": transformers.__version__, "trl": trl.__version__},

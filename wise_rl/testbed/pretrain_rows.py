@@ -34,17 +34,21 @@ NAME_PROMPT = "Which shape is '{question}'? Name it."
 
 
 def pretrain_row(sample: dict[str, Any], prompt: str = PROMPT, named: bool = False,
-                 described: bool = False) -> dict[str, Any]:
+                 described: bool = False, reasoned: bool = False) -> dict[str, Any]:
     """The SFT row of one sample, as ``training.sft_rows(ds, "answer-only", "answer")`` builds it, plus the image:
     ``{"image", "prompt": [user turn], "completion": [assistant turn]}``; ``prompt`` words the question with
     another of the project's templates (the target stays the answer block alone). ``named``: the answer block
     follows the target named in words (``target_name``, e.g. 'the red pentagon at the bottom <answer>…</answer>'),
     so the model also grounds after text it wrote itself, as the answer of a rationale format does; ``described``
     puts the scene description (``description``) before the name, so it grounds after a long text too, as after a
-    verbose rationale."""
+    verbose rationale; ``reasoned`` puts the whole detailed rationale (``detailed``: the query restated, the scene,
+    the evidence, the target named last) before the answer block instead, so the model can reason in words before
+    it answers."""
     target = formats.build_target("", formats.answer_dict(sample["gt_bbox"], sample["gt_points"]), "",
                                   TARGET_MODE)
-    if named:
+    if reasoned:
+        target = f"{sample['detailed']} {target}"
+    elif named:
         target = f"{sample['target_name']} {target}"
         if described:
             target = f"{sample['description']} {target}"
@@ -152,7 +156,8 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
                 start: int = 0, describe_share: float = 0.0,
                 prompt_mix: dict[str, float] | None = None, name_share: float = 0.0,
                 cell: int | None = None, named_box_share: float = 0.0,
-                described_box_share: float = 0.0, cell_words: bool = False) -> Iterator[dict[str, Any]]:
+                described_box_share: float = 0.0, reasoned_box_share: float = 0.0,
+                cell_words: bool = False) -> Iterator[dict[str, Any]]:
     """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds): each
     scene becomes a :func:`describe_row` with probability ``describe_share``, a :func:`name_row` with probability
     ``name_share`` (one seeded draw), else a
@@ -160,7 +165,7 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     default: ``answer-only`` alone), named first (``pretrain_row(named=True)``) on a ``named_box_share`` of those
     not worded by ``answer-only``, which asks for the answer block alone, and of those a ``described_box_share``
     lead with the scene description (``described=True``; its own seeded draws, so the other draws stay as they
-    were). With ``cell`` (px), every row also carries the target's cells
+    were), and of those a ``reasoned_box_share`` with the whole detailed rationale instead (``reasoned=True``). With ``cell`` (px), every row also carries the target's cells
     (:func:`wise_rl.testbed.attention_supervision.target_cells`; zeros on rows that describe the scene, where the
     completion looks at every shape), and with ``cell_words`` the words of every cell
     (:func:`wise_rl.testbed.cell_words.cell_words`, whatever the row asks)."""
@@ -205,7 +210,8 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
         # the answer-only prompt asks for the answer block alone: its rows stay so
         named = bool(named_box_share) and prompt != PROMPT and named_draws.random() < named_box_share
         described = named and bool(described_box_share) and named_draws.random() < described_box_share
-        return pretrain_row(sample, prompt, named=named, described=described), not described
+        reasoned = described and bool(reasoned_box_share) and named_draws.random() < reasoned_box_share
+        return pretrain_row(sample, prompt, named=named, described=described, reasoned=reasoned), not described
 
     while True:
         t0, c0 = time.perf_counter(), time.process_time()
