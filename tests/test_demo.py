@@ -72,6 +72,30 @@ def test_shipped_profiles_give_both_arms_the_same_budget(name, tmp_path):
     assert all(c["dataset"] == str(tmp_path / "data") for c in cfgs.values())
 
 
+@pytest.mark.parametrize("name", ["default", "long"])
+def test_token_caps_cover_the_longest_targets(name, tmp_path):
+    """The verbose eval's max_new_tokens and GRPO's max_completion_length hold the longest ShapeWorld targets (in the
+    shipped base's tokens): a cap below them cuts a correct verbose chain of thought before its answer and counts it
+    as format-invalid (it did: 256 tokens cut 7 of 100 verbose completions, 4 % of the targets are longer)."""
+    from wise_rl import formats
+    from wise_rl.models import load_processor
+    from wise_rl.testbed.shapeworld import sample_at
+
+    tokenizer = load_processor(demo.check_base(None)).tokenizer
+    prof = demo.load_profile(name)
+    cfgs = demo.stage_configs(demo.Run(tmp_path, prof, tmp_path / "base"))
+    longest = {"verbose": 0, "wise": 0}
+    for i in range(300):
+        s = sample_at(0, "train", i)
+        answer = formats.answer_dict(s["gt_bbox"], s["gt_points"])
+        for mode in longest:
+            text = formats.build_target(s["concise"], answer, s["detailed"], mode)
+            longest[mode] = max(longest[mode], len(tokenizer(text)["input_ids"]))
+    assert longest["verbose"] > 256  # the old cap was too short
+    assert prof.eval_max_new_tokens >= longest["verbose"] + 16
+    assert cfgs["grpo_wise"]["max_completion_length"] >= longest["wise"] + 16
+
+
 def test_official_prompt_style_keeps_the_recipes_prompts_and_a_bad_style_is_refused(tmp_path):
     text = (demo.DEMO_RECIPES / "profile_smoke.yaml").read_text().replace("prompt_style: compact",
                                                                            "prompt_style: official")

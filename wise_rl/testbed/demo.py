@@ -91,7 +91,7 @@ class Profile:
     grpo_steps: int = 20
     eval_n: int = 200
     eval_batch_size: int = 16
-    eval_max_new_tokens: int = 256
+    eval_max_new_tokens: int = 320
     base_eval_n: int = 100
     threads: int = 1
     parallel_arms: bool = False
