@@ -166,10 +166,9 @@ class PretrainConfig:
         for name in ("preset", "seed", "image_size", "minutes", "max_steps", "batch_size", "lr", "min_lr_ratio",
                      "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
                      "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
-                     "stream_start", "prompt_mix", "name_share", "named_box_share", "described_box_share", "reasoned_box_share",
-                     "vision_steps", "vision_batch_size", "vision_lr",
-                     "vision_keep", "vision_lr_scale", "merger_lr_scale", "attention_weight", "cell_word_weight", "probe_n",
-                     "bf16"):
+                     "stream_start", "prompt_mix", "name_share", "named_box_share", "described_box_share",
+                     "reasoned_box_share", "vision_steps", "vision_batch_size", "vision_lr", "vision_keep",
+                     "vision_lr_scale", "merger_lr_scale", "attention_weight", "cell_word_weight", "probe_n", "bf16"):
             value = getattr(self, name)
             if value is not None and (value != getattr(defaults, name) or name in ("seed", "minutes", "max_steps")):
                 parts += [f"--{name.replace('_', '-')}", str(value)]

@@ -165,9 +165,10 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     default: ``answer-only`` alone), named first (``pretrain_row(named=True)``) on a ``named_box_share`` of those
     not worded by ``answer-only``, which asks for the answer block alone, and of those a ``described_box_share``
     lead with the scene description (``described=True``; its own seeded draws, so the other draws stay as they
-    were), and of those a ``reasoned_box_share`` with the whole detailed rationale instead (``reasoned=True``). With ``cell`` (px), every row also carries the target's cells
-    (:func:`wise_rl.testbed.attention_supervision.target_cells`; zeros on rows that describe the scene, where the
-    completion looks at every shape), and with ``cell_words`` the words of every cell
+    were), and of those a ``reasoned_box_share`` with the whole detailed rationale instead (``reasoned=True``).
+    With ``cell`` (px), every row also carries the target's cells
+    (:func:`wise_rl.testbed.attention_supervision.target_cells`; zeros on rows that describe the scene or reason
+    over it, where the completion looks at every shape), and with ``cell_words`` the words of every cell
     (:func:`wise_rl.testbed.cell_words.cell_words`, whatever the row asks)."""
     import numpy as np
 
