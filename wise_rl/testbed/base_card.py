@@ -33,8 +33,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                    f"; the target is the answer block, after the target's name on {100 * card['named_box_share']:g} % "
                    "of the rows worded by the templates other than `answer-only`"
                    + (f" (after the scene description and the name on {100 * card['described_box_share']:g} % "
-                      "of those" + (f", after the whole detailed rationale on {100 * card['reasoned_box_share']:g} %"
-                                    " of these" if card.get("reasoned_box_share") else "") + ")"
+                      "of those" + (f"; the whole detailed rationale instead of them on "
+                                    f"{100 * card['reasoned_box_share']:g} % of these"
+                                    if card.get("reasoned_box_share") else "") + ")"
                       if card.get("described_box_share") else "")))
     if share:
         task += (f", and on {100 * share:g} % of the scenes the prompt '{card['describe_prompt']}' → a plain scene "
@@ -135,7 +136,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                 if st.get("described_box_share"):
                     note += f", {100 * st['described_box_share']:g} % of them after the scene description"
                 if st.get("reasoned_box_share"):
-                    note += f", {100 * st['reasoned_box_share']:g} % of these after the detailed rationale"
+                    note += f", {100 * st['reasoned_box_share']:g} % of these after the detailed rationale instead"
             lines.append(f"| {st['stage']} | {st['steps']} | {st['samples']:,} | {st['train_s']} | {note} |")
     if card.get("curve"):
         lines += ["", "## Learning curve (held-out curve set)", "", "| minutes | steps | samples | acc@0.5 (box) |"
