@@ -3,7 +3,8 @@ no rationale), from random init or continuing a model (``init``), optionally nex
 naming and several prompt wordings (rows: :mod:`wise_rl.testbed.pretrain_rows`), after an optional vision stage
 (:mod:`wise_rl.testbed.vision_stage`), with optional terms on where it looks and what it says at the vision tokens
 (:mod:`wise_rl.testbed.attention_supervision`, :mod:`wise_rl.testbed.cell_words`). WISE starts from an
-instruction-tuned VLM that already grounds; none can be downloaded here, so the demo starts from this base. Why each option exists, with measurements: ``docs/testbed.md``.
+instruction-tuned VLM that already grounds; none can be downloaded here, so the demo starts from this base. Why each
+option exists, with measurements: ``docs/testbed.md``.
 
 Training path: ``transformers.Trainer`` fed by TRL's ``DataCollatorForVisionLanguageModeling`` (prompt and
 completion tokenised separately, then concatenated, so the boundary is the one greedy generation sees; loss on

@@ -135,7 +135,8 @@ def generator_digest(seed: int = 0, image_size: int = 112, n: int = 8) -> str:
     import json
 
     keys = ("query", "concise", "detailed", "gt_bbox", "gt_points", "family", "target_index")
-    rows = [{k: sample_at(seed, "train", i, image_size)[k] for k in keys} for i in range(n)]
+    rows = [sample_at(seed, "train", i, image_size) for i in range(n)]
+    rows = [{k: row[k] for k in keys} for row in rows]
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 
