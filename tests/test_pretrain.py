@@ -237,6 +237,33 @@ def test_prompt_mix_words_grounding_rows_with_the_named_templates():
         PretrainConfig(out="x", max_steps=1, prompt_mix="wise:-1").validate()
 
 
+def test_family_weights_tilt_the_stream_and_leave_the_rest_alone():
+    """--family-weights draws the stream's query families by weight (a family left out weighs 1); without it the
+    stream is what it was; bad names and weights are refused with the flag named; the command line keeps it."""
+    from collections import Counter
+
+    from wise_rl.testbed.pretrain_rows import parse_family_weights, stream_rows
+    from wise_rl.testbed.shapeworld import FAMILIES, iter_samples
+
+    assert parse_family_weights(None) is None
+    weights = parse_family_weights("odd_one_out:6")
+    assert weights == {f: (6.0 if f == "odd_one_out" else 1.0) for f in FAMILIES}
+    tilted = Counter(s["family"] for s, _ in zip(iter_samples(0, mask_format="numpy", family_weights=weights),
+                                                 range(200)))
+    assert 0.45 < tilted["odd_one_out"] / 200 < 0.75  # weight 6 of 10
+    for w in (None, weights):  # the rows ask about the (tilted or untilted) stream's scenes, in its order
+        rows = stream_rows(seed=0, image_size=112, chunk=16, family_weights=w)
+        samples = iter_samples(0, mask_format="numpy", family_weights=w)
+        assert all(s["query"] in r["prompt"][0]["content"] for r, s, _ in zip(rows, samples, range(32)))
+    for text, match in [("odd:2", "--family-weights: unknown query family 'odd'"), ("counting:x", "not a number"),
+                        ("counting:0", "must be > 0")]:
+        with pytest.raises(ValueError, match=match):
+            parse_family_weights(text)
+    with pytest.raises(ValueError, match="family-weights"):
+        PretrainConfig(out="x", max_steps=1, family_weights="colour:1").validate()
+    assert "--family-weights attribute:2" in PretrainConfig(out="x", max_steps=1, family_weights="attribute:2").command()
+
+
 def test_named_box_rows_put_the_targets_name_before_the_answer_block():
     """--named-box-share 1: every grounding row worded by another template answers 'the {colour} {kind} {where}
     <answer>…</answer>'; answer-only rows keep the answer block alone; share 0 leaves the stream as it was."""

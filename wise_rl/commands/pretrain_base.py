@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompt templates that word the grounding questions, with weights, e.g. "
                         "'answer-only:0.4,wise:0.15,wise-s:0.15,verbose:0.15,wise-train:0.15'; the target stays the "
                         "answer block alone (default: answer-only)")
+    parser.add_argument("--family-weights", default=None, metavar="FAMILY:W,…",
+                        help="tilt the query families of the training stream, e.g. 'attribute:2,odd_one_out:2' (a "
+                        "family left out weighs 1; held-out scenes stay untilted; default: all alike)")
     parser.add_argument("--stream-start", type=int, default=d.stream_start, metavar="I",
                         help="index of the first training scene in the stream (continuing a run: past its "
                         "samples_seen, so no scene repeats; default 0)")
@@ -124,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, curve_every=args.curve_every, curve_n=args.curve_n,
         logging_steps=args.logging_steps, threads=args.threads, init=args.init, progress=not args.quiet,
         describe_share=args.describe_share, stream_start=args.stream_start, prompt_mix=args.prompt_mix,
+        family_weights=args.family_weights,
         name_share=args.name_share, named_box_share=args.named_box_share,
         described_box_share=args.described_box_share, reasoned_box_share=args.reasoned_box_share,
         vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,

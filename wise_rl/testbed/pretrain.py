@@ -52,6 +52,7 @@ from wise_rl.testbed.pretrain_rows import (
     DataTimer,
     TimedCollator,
     TrainClock,
+    parse_family_weights,
     parse_prompt_mix,
     stream_rows,
 )
@@ -95,6 +96,7 @@ class PretrainConfig:
     described_box_share: float = 0.0  # share of those named rows that lead with the scene description
     reasoned_box_share: float = 0.0  # share of those described rows that lead with the whole detailed rationale
     prompt_mix: str | None = None  # "name:weight,…" templates that word the grounding questions (default answer-only)
+    family_weights: str | None = None  # "family:weight,…" tilts the query families of the stream (default: alike)
     vision_steps: int = 0  # steps of the vision stage before grounding (0: none; see wise_rl.testbed.vision_stage)
     vision_batch_size: int = 64
     vision_lr: float = 2e-3
@@ -147,6 +149,7 @@ class PretrainConfig:
         if self.warmup_steps < 0:
             raise ValueError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         parse_prompt_mix(self.prompt_mix)
+        parse_family_weights(self.family_weights)
         if self.stream_start < 0:
             raise ValueError(f"--stream-start must be >= 0, got {self.stream_start}")
         if not 0 <= self.describe_share < 1:
@@ -167,7 +170,7 @@ class PretrainConfig:
         for name in ("preset", "seed", "image_size", "minutes", "max_steps", "batch_size", "lr", "min_lr_ratio",
                      "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
                      "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
-                     "stream_start", "prompt_mix", "name_share", "named_box_share", "described_box_share",
+                     "stream_start", "prompt_mix", "family_weights", "name_share", "named_box_share", "described_box_share",
                      "reasoned_box_share", "vision_steps", "vision_batch_size", "vision_lr", "vision_keep",
                      "vision_lr_scale", "merger_lr_scale", "attention_weight", "cell_word_weight", "probe_n", "bf16"):
             value = getattr(self, name)
@@ -435,8 +438,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             train_ds = IterableDataset.from_generator(
                 stream_rows, gen_kwargs={"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk,
                                          "timer": timer, "describe_share": config.describe_share,
-                                         "start": config.stream_start,
-                                         "prompt_mix": prompt_mix,
+                                         "start": config.stream_start, "prompt_mix": prompt_mix,
+                                         "family_weights": parse_family_weights(config.family_weights),
                                          "name_share": config.name_share,
                                          "named_box_share": config.named_box_share,
                                          "described_box_share": config.described_box_share,
@@ -536,6 +539,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "target": "<answer>{json}</answer> (formats.build_target mode 'answer')",
         "describe_share": config.describe_share,
         "prompt_mix": prompt_mix,
+        "family_weights": parse_family_weights(config.family_weights),
         "describe_prompt": DESCRIBE_PROMPT if config.describe_share else None,
         "name_share": config.name_share,
         "named_box_share": config.named_box_share,

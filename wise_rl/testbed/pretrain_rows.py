@@ -113,25 +113,40 @@ def describe_row(sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def parse_prompt_mix(text: str | None) -> dict[str, float]:
-    """``"answer-only:0.4,wise:0.15"`` → ``{"answer-only": 0.4, "wise": 0.15}`` (weights, normalised when drawn);
-    a name without ``:w`` weighs 1. Names must be templates of :mod:`wise_rl.formats`."""
-    if not text:
-        return {PROMPT: 1.0}
+def parse_weights(text: str, known, flag: str, noun: str) -> dict[str, float]:
+    """``"a:0.4,b:0.15"`` → ``{"a": 0.4, "b": 0.15}`` (weights, normalised when drawn); a name without ``:w``
+    weighs 1. A name outside ``known`` (a ``noun``), or a weight that is not a number > 0, raises ``ValueError``
+    naming ``flag``."""
+    known = list(known)
     mix: dict[str, float] = {}
     for part in text.split(","):
         name, _, weight = part.strip().partition(":")
-        if name not in formats.available_prompts():
-            raise ValueError(f"--prompt-mix: unknown prompt template {name!r} in {text!r}; known: "
-                             f"{', '.join(formats.available_prompts())}")
+        if name not in known:
+            raise ValueError(f"{flag}: unknown {noun} {name!r} in {text!r}; known: {', '.join(known)}")
         try:
             w = float(weight) if weight else 1.0
         except ValueError:
-            raise ValueError(f"--prompt-mix: weight of {name!r} is not a number: {weight!r}") from None
+            raise ValueError(f"{flag}: weight of {name!r} is not a number: {weight!r}") from None
         if not w > 0:
-            raise ValueError(f"--prompt-mix: weight of {name!r} must be > 0, got {w}")
+            raise ValueError(f"{flag}: weight of {name!r} must be > 0, got {w}")
         mix[name] = mix.get(name, 0.0) + w
     return mix
+
+
+def parse_prompt_mix(text: str | None) -> dict[str, float]:
+    """``"answer-only:0.4,wise:0.15"`` → ``{"answer-only": 0.4, "wise": 0.15}`` (:func:`parse_weights`); names
+    must be templates of :mod:`wise_rl.formats`; none → ``answer-only`` alone."""
+    return parse_weights(text, formats.available_prompts(), "--prompt-mix", "prompt template") if text else {PROMPT: 1.0}
+
+
+def parse_family_weights(text: str | None) -> dict[str, float] | None:
+    """``"attribute:2,odd_one_out:2"`` → the query families' draw weights (:func:`parse_weights`; a family left
+    out weighs 1, so the weights only tilt the mix); none → ``None``, every family alike."""
+    from wise_rl.testbed.shapeworld import FAMILIES
+
+    if not text:
+        return None
+    return {f: 1.0 for f in FAMILIES} | parse_weights(text, FAMILIES, "--family-weights", "query family")
 
 
 def name_prompt_text(query: str) -> str:
@@ -157,7 +172,8 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
                 prompt_mix: dict[str, float] | None = None, name_share: float = 0.0,
                 cell: int | None = None, named_box_share: float = 0.0,
                 described_box_share: float = 0.0, reasoned_box_share: float = 0.0,
-                cell_words: bool = False) -> Iterator[dict[str, Any]]:
+                cell_words: bool = False,
+                family_weights: dict[str, float] | None = None) -> Iterator[dict[str, Any]]:
     """Endless SFT rows of fresh scenes, rendered ``chunk`` at a time (``timer`` gets the rendering seconds): each
     scene becomes a :func:`describe_row` with probability ``describe_share``, a :func:`name_row` with probability
     ``name_share`` (one seeded draw), else a
@@ -169,7 +185,8 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     With ``cell`` (px), every row also carries the target's cells
     (:func:`wise_rl.testbed.attention_supervision.target_cells`; zeros on rows that describe the scene or reason
     over it, where the completion looks at every shape), and with ``cell_words`` the words of every cell
-    (:func:`wise_rl.testbed.cell_words.cell_words`, whatever the row asks)."""
+    (:func:`wise_rl.testbed.cell_words.cell_words`, whatever the row asks). ``family_weights`` tilts which query
+    families the scenes are drawn for (:func:`parse_family_weights`; default: all alike)."""
     import numpy as np
 
     from wise_rl.testbed.attention_supervision import CELLS_KEY, target_cells
@@ -178,6 +195,7 @@ def stream_rows(seed: int, image_size: int, chunk: int, timer: DataTimer | None 
     from wise_rl.testbed.shapeworld import iter_samples
 
     samples = iter_samples(seed, image_size=image_size, start=start, mask_format="numpy",
+                           family_weights=family_weights,
                            describe=describe_share > 0 or name_share > 0 or named_box_share > 0,
                            scene_columns=(lambda scene: {CELL_WORDS_KEY: words_of(scene, cell)})
                            if cell_words else None)
