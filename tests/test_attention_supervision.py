@@ -119,3 +119,44 @@ def test_supervised_pretraining_steers_the_head_to_the_target(tmp_path, tiny_mod
     assert len(terms) == 8 and sum(terms[-2:]) / 2 < terms[0] - 0.1, terms
     assert "eager" not in (tmp_path / "base" / "config.json").read_text()
     assert load_model(tmp_path / "base").config.text_config._attn_implementation == "sdpa"
+
+
+def test_word_attention_loss_sends_each_colour_and_kind_word_to_the_cells_that_show_it():
+    """Hand-made maps: tokens [img×4, ' red', ' circle', ' green', x]; cells 0,1 red, 2 green; cell 1 a circle.
+    ' red' all on red cells → 0; ' circle' half on its cell → log 2; ' green' (no green... then a green cell) a
+    quarter → log 4; the loss is their mean over positions, then over layers ≥ 1."""
+    from wise_rl.testbed.attention_supervision import word_attention_loss
+
+    red, green, circle, other, img = 11, 12, 21, 5, 9
+    ids = ([red, green], [circle])  # colour words, kind words (index = COLOURS / KINDS position)
+    input_ids = torch.tensor([[img, img, img, img, red, circle, green, other]])
+    ignore = -100
+    words = torch.tensor([[[0, 0, 1, ignore], [ignore, 0, ignore, ignore]]])  # colours, kinds per cell
+    a = torch.full((1, 2, 8, 8), 1 / 8)
+    a[0, 1, 4] = torch.tensor([0.5, 0.5, 0.0, 0.0, 0, 0, 0, 0])  # ' red': red cells only
+    a[0, 1, 5] = torch.tensor([0.25, 0.25, 0.0, 0.0, 0.5, 0, 0, 0])  # ' circle': half of its image attention
+    a[0, 1, 6] = torch.tensor([0.25, 0.25, 0.25, 0.25, 0, 0, 0, 0])  # ' green': a quarter
+    layer0 = torch.zeros(1, 2, 8, 8)
+    loss = word_attention_loss((layer0, a), input_ids, words, ids, img, head=1)
+    assert float(loss) == pytest.approx((0 + math.log(2) + math.log(4)) / 3, rel=1e-4)
+    # a word no cell shows is skipped; no word at all gives 0
+    words_no_green = words.clone()
+    words_no_green[0, 0, 2] = ignore
+    loss = word_attention_loss((layer0, a), input_ids, words_no_green, ids, img, head=1)
+    assert float(loss) == pytest.approx(math.log(2) / 2, rel=1e-4)
+    plain = torch.tensor([[img, img, img, img, other, other, other, other]])
+    assert float(word_attention_loss((layer0, a), plain, words, ids, img, head=1)) == 0.0
+    with pytest.raises(ValueError, match="4 image tokens per row"):
+        word_attention_loss((layer0, a), input_ids, words, ids, image_token_id=10)
+
+
+def test_word_attention_pretraining_lowers_its_term(tmp_path, tiny_model_dir):
+    """A few steps with a large weight: the logged word-region term falls, and the command line records it."""
+    from wise_rl.testbed.pretrain import PretrainConfig, pretrain
+
+    card = pretrain(PretrainConfig(out=str(tmp_path / "base"), init=str(tiny_model_dir), max_steps=40, batch_size=8,
+                                   lr=2e-2, warmup_steps=2, logging_steps=5, chunk=32, eval_n=0, probe_n=0,
+                                   word_attention_weight=5.0, progress=False, threads=1))
+    assert "--word-attention-weight 5.0" in card["command"]
+    terms = [h["word_attn_loss"] for h in card["loss_history"]]
+    assert len(terms) == 8 and sum(terms[-2:]) / 2 < terms[0] - 0.1, terms

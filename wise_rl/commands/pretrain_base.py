@@ -68,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="grounding stage: weight of the words at the vision tokens, which asks the language "
                         "model for the colour and kind word of each cell's shape after every layer "
                         "(wise_rl.testbed.cell_words; default 0: none)")
+    parser.add_argument("--word-attention-weight", type=float, default=d.word_attention_weight, metavar="ν",
+                        help="grounding stage: weight of word-region attention, which steers a head at every colour "
+                        "or kind word of the text to the cells that show it, so ' purple' looks up the purple shapes "
+                        "(wise_rl.testbed.attention_supervision; default 0: none)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, scenes and test split (default 0)")
     parser.add_argument("--image-size", type=int, default=d.image_size,
                         help=f"ShapeWorld image side, a multiple of 28 (default {d.image_size})")
@@ -133,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         vision_steps=args.vision_steps, vision_batch_size=args.vision_batch_size,
         vision_lr=args.vision_lr, vision_keep=args.vision_keep, vision_lr_scale=args.vision_lr_scale,
         merger_lr_scale=args.merger_lr_scale, attention_weight=args.attention_weight,
-        cell_word_weight=args.cell_word_weight, probe_n=args.probe_n,
+        cell_word_weight=args.cell_word_weight, word_attention_weight=args.word_attention_weight, probe_n=args.probe_n,
         bf16=None if args.bf16 is None else args.bf16 == "true",
     )
     try:

@@ -34,6 +34,9 @@ CELLS_KEY = "target_cells"
 # is met by copying those (docs/testbed.md, "where it looks"). 12 tokens reach past the bbox's first coordinate and
 # cover a whole naming answer.
 FIRST_TOKENS = 12
+# Word-region attention steers another head of head 0's key/value group (GQA pairs heads 0 and 1 in the presets):
+# keys that tell colours apart for it are keys head 0 can use at the answer.
+WORD_HEAD = 1
 
 
 def target_cells(mask: np.ndarray, cell: int, min_pixels: int = 20) -> list[float]:
@@ -104,16 +107,57 @@ def attention_loss(attentions, input_ids: torch.Tensor, labels: torch.Tensor, ce
     return total / (len(attentions) - 1)
 
 
+def word_attention_loss(attentions, input_ids: torch.Tensor, words: torch.Tensor,
+                        ids: tuple[list[int], list[int]], image_token_id: int, head: int = WORD_HEAD,
+                        eps: float = 1e-6) -> torch.Tensor:
+    """Word-region attention: at every position whose token is a colour word or a kind word (``ids``, from
+    :func:`wise_rl.testbed.cell_words.word_ids`), head ``head`` of each layer ℓ ≥ 1 puts its image attention on the
+    cells that show that word (``words`` ``(B, 2, G²)``, :func:`wise_rl.testbed.cell_words.cell_words`):
+
+        L = mean_{word positions t, layers ℓ ≥ 1} −log( Σ_{j: cell j shows word(t)} a_ℓ,h(t, j) / Σ_{j ∈ image} a_ℓ,h(t, j) )
+
+    so ' purple', wherever it is written (question, name, rationale), looks up the purple shapes, as phrase-region
+    alignment does in grounded pre-training (GLIP, Li et al. 2022). A word no cell shows ('not a triangle' in a
+    scene without one) is skipped. Returns a scalar, 0 when no position qualifies."""
+    image = input_ids == image_token_id
+    if len(attentions) < 2:
+        return attentions[0].new_zeros(())
+    if bool((image.sum(-1) != words.shape[-1]).any()):
+        raise ValueError(f"word attention needs {words.shape[-1]} image tokens per row, got {image.sum(-1).tolist()}")
+    b, t = image.shape
+    cells = torch.zeros(b, t, t, dtype=torch.bool, device=input_ids.device)  # (B, T query, T key)
+    query = torch.zeros_like(image)
+    for which, vocab in enumerate(ids):  # 0: colour words, 1: kind words
+        match = input_ids[..., None] == torch.as_tensor(vocab, device=input_ids.device)  # (B, T, |vocab|)
+        hit = match.any(-1)  # positions holding such a word
+        if not hit.any():
+            continue
+        shows = words[:, which, None, :] == match.float().argmax(-1)[..., None]  # (B, T, G²): cell shows word(t)
+        cells[hit[..., None] & image[:, None, :]] = shows[hit].flatten()
+        query |= hit
+    query &= cells.any(-1)
+    if not query.any():
+        return attentions[0].new_zeros(())
+    total = 0.0
+    for layer in attentions[1:]:
+        a = layer[:, head]  # (B, T, T)
+        on_image = (a * image[:, None, :]).sum(-1)
+        on_word = (a * cells).sum(-1)
+        total = total - torch.log((on_word / on_image.clamp_min(eps)).clamp_min(eps))[query].mean()
+    return total / (len(attentions) - 1)
+
+
 def use_eager_attention(model) -> None:
     """Eager attention (the only implementation that returns its weights; the tower too, which is then asked for
     them and would warn under sdpa)."""
     model.set_attn_implementation({"text_config": "eager", "vision_config": "eager"})
 
 
-def supervised_trainer_class(weight: float, head: int = 0, word_weight: float = 0.0):
-    """A ``transformers.Trainer`` subclass whose loss adds ``weight`` × :func:`attention_loss` and ``word_weight`` ×
-    :func:`wise_rl.testbed.cell_words.cell_word_loss`; their running means are logged as ``attn_loss`` and
-    ``word_loss``."""
+def supervised_trainer_class(weight: float, head: int = 0, word_weight: float = 0.0,
+                             word_attention_weight: float = 0.0):
+    """A ``transformers.Trainer`` subclass whose loss adds ``weight`` × :func:`attention_loss`, ``word_weight`` ×
+    :func:`wise_rl.testbed.cell_words.cell_word_loss` and ``word_attention_weight`` × :func:`word_attention_loss`;
+    their running means are logged as ``attn_loss``, ``word_loss`` and ``word_attn_loss``."""
     from transformers import Trainer
 
     from wise_rl.testbed.cell_words import CELL_WORDS_KEY, cell_word_loss, word_ids
@@ -131,22 +175,28 @@ def supervised_trainer_class(weight: float, head: int = 0, word_weight: float = 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             cells = inputs.pop(CELLS_KEY)
             words = inputs.pop(CELL_WORDS_KEY, None)
-            outputs = model(**inputs, output_attentions=bool(weight), output_hidden_states=bool(word_weight))
+            outputs = model(**inputs, output_attentions=bool(weight or word_attention_weight),
+                            output_hidden_states=bool(word_weight))
             unwrapped = self.accelerator.unwrap_model(model)
             loss = outputs.loss
+            if (word_weight or word_attention_weight) and not hasattr(self, "_word_ids"):
+                self._word_ids = word_ids(self.processing_class.tokenizer)
             if weight:
                 term = attention_loss(outputs.attentions, inputs["input_ids"], inputs["labels"], cells,
                                       unwrapped.config.image_token_id, head)
                 self._add("attn_loss", term)
                 loss = loss + weight * term
             if word_weight:
-                if not hasattr(self, "_word_ids"):
-                    self._word_ids = word_ids(self.processing_class.tokenizer)
                 image = inputs["input_ids"] == unwrapped.config.image_token_id
                 term = cell_word_loss(outputs.hidden_states, image, words, unwrapped.model.language_model.norm,
                                       unwrapped.get_input_embeddings().weight, self._word_ids)
                 self._add("word_loss", term)
                 loss = loss + word_weight * term
+            if word_attention_weight:
+                term = word_attention_loss(outputs.attentions, inputs["input_ids"], words, self._word_ids,
+                                           unwrapped.config.image_token_id)
+                self._add("word_attn_loss", term)
+                loss = loss + word_attention_weight * term
             return (loss, outputs) if return_outputs else loss
 
         def log(self, logs, *args, **kwargs):

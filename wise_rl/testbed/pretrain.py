@@ -37,7 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from wise_rl.metrics import box_scores
 from wise_rl.precision import machine_info, resolve_bf16
 from wise_rl.testbed.base_card import CARD_JSON, CARD_MD, EVAL_DIR, model_card_markdown
 from wise_rl.testbed.perception import family_box_scores, name_eval, naming_rows, quick_eval, vision_probe
+from wise_rl.testbed.pretrain_config import PretrainConfig
 from wise_rl.testbed.pretrain_rows import (
     DESCRIBE_PROMPT,
     NAME_PROMPT,
@@ -59,124 +60,11 @@ from wise_rl.testbed.pretrain_rows import (
 
 logger = logging.getLogger(__name__)
 
+# Trainer log entries kept in the card's loss_history (the supervision terms: attention_supervision, cell_words).
+_LOGGED = ("loss", "learning_rate", "mean_token_accuracy", "attn_loss", "word_loss", "word_attn_loss")
+
 # Files of build_tiny_model's folder that belong to the processor (copied as built, so loaders read them as-is).
 _MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json"}
-
-
-@dataclass
-class PretrainConfig:
-    """Settings of one pre-training run (``wise-rl pretrain-base``). Exactly one of ``minutes`` / ``max_steps``
-    bounds the run (both: whichever is reached first)."""
-
-    out: str
-    preset: str = "small"
-    seed: int = 0
-    image_size: int = 112
-    minutes: float | None = None
-    max_steps: int | None = None
-    batch_size: int = 16
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05
-    warmup_steps: int = 50
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    chunk: int = 256
-    eval_n: int = 200
-    eval_batch_size: int = 32
-    max_new_tokens: int = 64
-    curve_every: float | None = None  # minutes of training between curve evaluations (None: no curve evals)
-    curve_n: int = 64
-    logging_steps: int = 10
-    threads: int | None = None
-    init: str | None = None  # start from this model folder instead of a random-weight preset
-    describe_share: float = 0.0  # share of rows that ask for a scene description instead of a box (see the docstring)
-    stream_start: int = 0  # index of the first scene of the training stream (a continued run starts past the first)
-    name_share: float = 0.0  # share of rows that ask to name the queried shape in words (see the docstring)
-    named_box_share: float = 0.0  # share of grounding rows whose answer block follows the target's name
-    described_box_share: float = 0.0  # share of those named rows that lead with the scene description
-    reasoned_box_share: float = 0.0  # share of those described rows that lead with the whole detailed rationale
-    prompt_mix: str | None = None  # "name:weight,…" templates that word the grounding questions (default answer-only)
-    family_weights: str | None = None  # "family:weight,…" tilts the query families of the stream (default: alike)
-    vision_steps: int = 0  # steps of the vision stage before grounding (0: none; see wise_rl.testbed.vision_stage)
-    vision_batch_size: int = 64
-    vision_lr: float = 2e-3
-    vision_keep: float = 0.0  # vision stage: weight of keeping the init tower's features (see wise_rl.testbed.vision_stage)
-    vision_lr_scale: float = 1.0  # grounding stage: the vision tower's lr = lr × this (0 freezes it)
-    merger_lr_scale: float | None = None  # grounding stage: the merger's (projector's) lr = lr × this (None: as the tower)
-    attention_weight: float = 0.0  # grounding stage: weight λ of attention supervision (0: none; attention_supervision)
-    cell_word_weight: float = 0.0  # grounding stage: weight μ of the words at the vision tokens (0: none; cell_words)
-    probe_n: int = 700  # held-out scenes of the vision probe written into the card (0: no probe)
-    bf16: bool | None = None  # None: wise_rl.precision.resolve_bf16 (fp32 on a CPU, bf16 on a GPU)
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def grounding(self) -> bool:
-        """Whether the run has a grounding stage (a budget in minutes or steps)."""
-        return self.minutes is not None or self.max_steps is not None
-
-    def validate(self) -> None:
-        if not self.grounding and not self.vision_steps:
-            raise ValueError("pretrain-base needs a budget: --minutes M or --max-steps N (grounding), and/or "
-                             "--vision-steps N (vision stage)")
-        if self.vision_steps < 0 or self.vision_batch_size < 1 or not self.vision_lr > 0:
-            raise ValueError(f"--vision-steps must be >= 0, --vision-batch-size >= 1 and --vision-lr > 0, got "
-                             f"{self.vision_steps}, {self.vision_batch_size}, {self.vision_lr}")
-        if self.vision_keep < 0:
-            raise ValueError(f"--vision-keep must be >= 0, got {self.vision_keep}")
-        if self.merger_lr_scale is not None and self.merger_lr_scale < 0:
-            raise ValueError(f"--merger-lr-scale must be >= 0 (0 freezes the merger), got {self.merger_lr_scale}")
-        if self.vision_lr_scale < 0:
-            raise ValueError(f"--vision-lr-scale must be >= 0 (0 freezes the tower), got {self.vision_lr_scale}")
-        for name in ("attention_weight", "cell_word_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.probe_n < 0:
-            raise ValueError(f"--probe-n must be >= 0, got {self.probe_n}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"--minutes must be > 0, got {self.minutes}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
-        for name in ("batch_size", "chunk", "eval_batch_size", "max_new_tokens", "logging_steps", "curve_n"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.eval_n < 0:
-            raise ValueError(f"--eval-n must be >= 0, got {self.eval_n}")
-        if not self.lr > 0:
-            raise ValueError(f"--lr must be > 0, got {self.lr}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
-        parse_prompt_mix(self.prompt_mix)
-        parse_family_weights(self.family_weights)
-        if self.stream_start < 0:
-            raise ValueError(f"--stream-start must be >= 0, got {self.stream_start}")
-        if not 0 <= self.describe_share < 1:
-            raise ValueError(f"--describe-share must be in [0, 1), got {self.describe_share}")
-        if not 0 <= self.name_share < 1 or self.describe_share + self.name_share >= 1:
-            raise ValueError(f"--name-share must be in [0, 1) and leave grounding rows next to --describe-share, got "
-                             f"{self.name_share} + {self.describe_share}")
-        for name in ("named_box_share", "described_box_share", "reasoned_box_share"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
-        if self.curve_every is not None and self.curve_every <= 0:
-            raise ValueError(f"--curve-every must be > 0 minutes, got {self.curve_every}")
-
-    def command(self) -> str:
-        """The ``wise-rl pretrain-base`` command line that reproduces this run."""
-        defaults = PretrainConfig(out=self.out)
-        parts = ["wise-rl", "pretrain-base", "--out", str(self.out)]
-        for name in ("preset", "seed", "image_size", "minutes", "max_steps", "batch_size", "lr", "min_lr_ratio",
-                     "warmup_steps", "weight_decay", "max_grad_norm", "chunk", "eval_n", "eval_batch_size",
-                     "max_new_tokens", "curve_every", "curve_n", "logging_steps", "threads", "init", "describe_share",
-                     "stream_start", "prompt_mix", "family_weights", "name_share", "named_box_share", "described_box_share",
-                     "reasoned_box_share", "vision_steps", "vision_batch_size", "vision_lr", "vision_keep",
-                     "vision_lr_scale", "merger_lr_scale", "attention_weight", "cell_word_weight", "probe_n", "bf16"):
-            value = getattr(self, name)
-            if value is not None and (value != getattr(defaults, name) or name in ("seed", "minutes", "max_steps")):
-                parts += [f"--{name.replace('_', '-')}", str(value)]
-        return " ".join(parts)
 
 
 def lr_lambda(config: PretrainConfig, clock: TrainClock):
@@ -216,7 +104,7 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
     clock = clock if clock is not None else TrainClock()
     collator = DataCollatorForVisionLanguageModeling(processor=processor, completion_only_loss=True)
     trainer_class = Trainer
-    if config.attention_weight or config.cell_word_weight:
+    if config.attention_weight or config.cell_words:
         from wise_rl.testbed.attention_supervision import (
             CellsCollator,
             supervised_trainer_class,
@@ -224,11 +112,12 @@ def make_trainer(model, processor, train_dataset, config: PretrainConfig, output
         )
         from wise_rl.testbed.vision_stage import cell_px
 
-        if config.attention_weight:
+        if config.attention_weight or config.word_attention_weight:
             use_eager_attention(model)
         grid = config.image_size // cell_px(processor)
-        collator = CellsCollator(collator, grid * grid, words=bool(config.cell_word_weight))
-        trainer_class = supervised_trainer_class(config.attention_weight, word_weight=config.cell_word_weight)
+        collator = CellsCollator(collator, grid * grid, words=config.cell_words)
+        trainer_class = supervised_trainer_class(config.attention_weight, word_weight=config.cell_word_weight,
+                                                 word_attention_weight=config.word_attention_weight)
     collator = TimedCollator(collator, timer)
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -314,8 +203,7 @@ def _trainer_callback(config: PretrainConfig, clock: TrainClock, timer: DataTime
                 self.history.append({"step": state.global_step, "minutes": round(clock.seconds() / 60, 3),
                                      "cpu_minutes": round(clock.cpu_seconds() / 60, 3),
                                      "samples": state.global_step * config.batch_size,
-                                     **{k: logs[k] for k in ("loss", "learning_rate", "mean_token_accuracy", "attn_loss", "word_loss")
-                                        if k in logs}})
+                                     **{k: logs[k] for k in _LOGGED if k in logs}})
                 if self.bar is not None:
                     self.bar.set_postfix(step=state.global_step, loss=f"{logs['loss']:.3f}", refresh=False)
 
@@ -444,8 +332,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                                          "named_box_share": config.named_box_share,
                                          "described_box_share": config.described_box_share,
                                          "reasoned_box_share": config.reasoned_box_share,
-                                         "cell": cell_px(processor) if config.attention_weight or config.cell_word_weight else None,
-                                         "cell_words": bool(config.cell_word_weight)})
+                                         "cell": cell_px(processor) if config.attention_weight or config.cell_words
+                                         else None, "cell_words": config.cell_words})
             trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer",
                                    timer=timer, clock=clock, callbacks=[callback])
             # Start the clocks after construction (nothing before the first step is training).
@@ -458,6 +346,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                            "train_s": round(clock.seconds(), 1), "vision_lr_scale": config.vision_lr_scale,
                            "merger_lr_scale": config.merger_lr_scale, "attention_weight": config.attention_weight,
                            "cell_word_weight": config.cell_word_weight,
+                           "word_attention_weight": config.word_attention_weight,
                            "named_box_share": config.named_box_share,
                            "described_box_share": config.described_box_share,
                            "reasoned_box_share": config.reasoned_box_share})
