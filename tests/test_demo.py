@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,25 @@ def test_targets_are_computed_from_the_variants():
     assert not t["verbose_box_acc50"]["pass"]
     variants["verbose"]["box_acc50"], variants["wise-s"]["box_acc50"] = 0.63, 0.61
     assert demo_report.evaluate_targets(variants, trend)["wise_s_vs_verbose"]["pass"]
+
+
+def test_concise_shorter_counts_only_a_fall_beyond_the_step_to_step_noise(tmp_path):
+    """The GRPO trend's windows carry the standard error of their per-step means; a fall of the think tokens within
+    twice the standard error of the difference is reported with a note, not passed."""
+    from types import SimpleNamespace
+
+    log = [{"reward": 1.0, "completions/think_tokens": v} for v in (7.0, 6.0, 7.0, 6.0, 6.5, 6.5, 6.0, 6.5)]
+    (tmp_path / "grpo").mkdir()
+    (tmp_path / "grpo" / "trainer_state.json").write_text(json.dumps({"log_history": log}))
+    trend = demo_report.grpo_trend(SimpleNamespace(train_dir=lambda stage: tmp_path / "grpo"))
+    tt = trend["think_tokens"]  # windows of 2: (7, 6) and (6, 6.5)
+    assert (tt["first"], tt["last"]) == (6.5, 6.25)
+    assert tt["first_se"] == pytest.approx(0.5) and tt["last_se"] == pytest.approx(0.25)
+    t = demo_report.evaluate_targets({}, trend)["grpo_concise_shorter"]
+    assert not t["pass"] and t["value"]["noise"] == pytest.approx(2 * math.hypot(0.5, 0.25))
+    assert "within the noise" in t["note"]
+    steady = {"think_tokens": {"first": 9.0, "last": 7.0, "first_se": 0.3, "last_se": 0.4}}
+    assert demo_report.evaluate_targets({}, steady)["grpo_concise_shorter"]["pass"]  # 2.0 > 2 × 0.5
 
 
 def test_cpu_model_reads_the_model_name(tmp_path):

@@ -13,9 +13,12 @@ scene, :func:`wise_rl.testbed.shapeworld.random_shape_baseline`), the GRPO lengt
     format_valid_<variant>  format_valid ≥ 0.95                           (each variant)
     think_tokens_ratio      think_tokens_mean(verbose) / think_tokens_mean(wise-s) ≥ 5   } counted only when verbose
     latency_ratio           latency_s_mean(verbose) / latency_s_mean(wise-s) ≥ 3         } and wise-s are format-valid
-    grpo_concise_shorter    mean think tokens of the first GRPO logging window > that of the last window
-                            (window = max(1, ⌊logged steps / 4⌋) entries of ``completions/think_tokens``),
-                            with the self-distillation gate's pass rate over GRPO beside it
+    grpo_concise_shorter    mean think tokens of the last GRPO logging window below that of the first by more
+                            than twice the standard error of their difference (window = max(1, ⌊logged steps /
+                            4⌋) entries of ``completions/think_tokens``; each window's standard error = the sample
+                            standard deviation of its per-step means / √window, 0 for a window of one step): a
+                            fall beyond the step-to-step noise of which scenes a step drew; with the
+                            self-distillation gate's pass rate over GRPO beside it
     grpo_box_accuracy_holds the mean bbox IoU reward falls by at most 0.05 from the first to the last window
 
 each with ``value``, ``threshold`` and ``pass``: whatever is reached is reported as it is.
@@ -103,7 +106,8 @@ def base_metrics(run, card: dict[str, Any] | None) -> dict[str, Any]:
 
 def grpo_trend(run) -> dict[str, Any]:
     """First vs last logging window of the GRPO run's think (concise) length, total reward and bbox IoU reward;
-    window = max(1, ⌊logged steps / 4⌋) log entries."""
+    window = max(1, ⌊logged steps / 4⌋) log entries; ``first_se`` / ``last_se``: the standard error of each window's
+    mean (sample standard deviation of its entries / √window; 0 for one entry)."""
     state = run.train_dir("grpo_wise") / "trainer_state.json"
     if not state.is_file():
         return {}
@@ -120,8 +124,16 @@ def grpo_trend(run) -> dict[str, Any]:
         vals = [float(h[key]) for h in history if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
         if vals:
             first, last = vals[:w], vals[-w:]
-            out[name] = {"first": sum(first) / len(first), "last": sum(last) / len(last)}
+            out[name] = {"first": sum(first) / len(first), "last": sum(last) / len(last),
+                         "first_se": _standard_error(first), "last_se": _standard_error(last)}
     return out
+
+
+def _standard_error(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
 GRPO_FORMAT_FLOOR = 0.5
@@ -167,11 +179,17 @@ def evaluate_targets(variants: dict[str, dict[str, Any]], trend: dict[str, Any])
     # its concise part to nothing (format reward = share of well-formed completions, last window).
     fmt = (trend.get("format") or {}).get("last")
     formed = fmt is None or fmt >= GRPO_FORMAT_FLOOR
-    shorter = tt is not None and tt["last"] < tt["first"]
+    # Shorter means beyond the noise: a window's mean follows which scenes its steps drew (names differ in length).
+    noise = None if tt is None else 2 * math.hypot(tt.get("first_se", 0.0), tt.get("last_se", 0.0))
+    shorter = tt is not None and tt["last"] < tt["first"] - noise
     t["grpo_concise_shorter"] = _target(
-        None if tt is None else {"first_window": tt["first"], "last_window": tt["last"]},
-        f"last GRPO window < first window (mean think tokens), format reward >= {GRPO_FORMAT_FLOOR} in the last",
+        None if tt is None else {"first_window": tt["first"], "last_window": tt["last"], "noise": noise},
+        f"last GRPO window < first window by more than twice the standard error of the difference (mean think "
+        f"tokens), format reward >= {GRPO_FORMAT_FLOOR} in the last",
         shorter and formed)
+    if tt is not None and not shorter and tt["last"] < tt["first"]:
+        t["grpo_concise_shorter"]["note"] = (f"shorter by {tt['first'] - tt['last']:.2f} tokens, within the noise "
+                                             f"({noise:.2f})")
     if shorter and not formed:
         t["grpo_concise_shorter"]["note"] = f"shorter, but not counted: format reward {fmt:.2f} in the last window"
     # ... while box accuracy holds: the bbox IoU reward (share of completions with IoU > 0.5 would be noisier on a
@@ -314,7 +332,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines.append("")
         for k, v in trend.items():
             if isinstance(v, dict):
-                lines.append(f"- {k}: {v['first']:.3f} → {v['last']:.3f}")
+                se = (f" (± {v['first_se']:.3f} → ± {v['last_se']:.3f} standard error)"
+                      if v.get("first_se") or v.get("last_se") else "")
+                lines.append(f"- {k}: {v['first']:.3f} → {v['last']:.3f}{se}")
     else:
         lines.append("(no GRPO log)")
     lines += ["", "## Stage wall times", "", "| stage | wall s | status |", "|---|---|---|"]
