@@ -158,5 +158,6 @@ def test_word_attention_pretraining_lowers_its_term(tmp_path, tiny_model_dir):
                                    lr=2e-2, warmup_steps=2, logging_steps=5, chunk=32, eval_n=0, probe_n=0,
                                    word_attention_weight=5.0, progress=False, threads=1))
     assert "--word-attention-weight 5.0" in card["command"]
+    assert "word-region attention ν 5" in (tmp_path / "base" / "model_card.md").read_text()
     terms = [h["word_attn_loss"] for h in card["loss_history"]]
     assert len(terms) == 8 and sum(terms[-2:]) / 2 < terms[0] - 0.1, terms

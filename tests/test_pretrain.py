@@ -185,7 +185,8 @@ def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_
     assert card_a["lineage"] == [] and card_a["describe_prompt"] is None
     second = PretrainConfig(out=str(tmp_path / "b"), init=str(tmp_path / "a"), max_steps=2, batch_size=2, chunk=4,
                             eval_n=2, eval_batch_size=2, max_new_tokens=4, warmup_steps=1, describe_share=0.5,
-                            stream_start=4, prompt_mix="answer-only:3,wise-s:1", probe_n=0)
+                            stream_start=4, prompt_mix="answer-only:3,wise-s:1", probe_n=0,
+                            family_weights="attribute:2")
     card_b = pretrain(second)
     assert card_b["lineage"] == [card_a["command"]]
     assert "--describe-share 0.5 --stream-start 4 --prompt-mix answer-only:3,wise-s:1" in card_b["command"]
@@ -193,6 +194,7 @@ def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_
     assert md.index(card_a["command"]) < md.index(card_b["command"])
     assert DESCRIBE_PROMPT in md and "50 % of the scenes" in md
     assert "`answer-only` 75 %, `wise-s` 25 %" in md
+    assert card_b["stages"][-1]["family_weights"]["attribute"] == 2.0 and "query families drawn attribute ×2" in md
     from wise_rl.testbed.base_card import model_card_markdown
 
     noted = model_card_markdown(card_b | {"note": "Shipped from folder b."})  # e.g. where the chain's output went

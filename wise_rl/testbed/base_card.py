@@ -131,6 +131,11 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                     note += f"; attention supervision λ {st['attention_weight']:g}"
                 if st.get("cell_word_weight"):
                     note += f"; words at the vision tokens μ {st['cell_word_weight']:g}"
+                if st.get("word_attention_weight"):
+                    note += f"; word-region attention ν {st['word_attention_weight']:g}"
+                if st.get("family_weights"):
+                    note += "; query families drawn " + ", ".join(f"{k} ×{w:g}" for k, w in st["family_weights"].items()
+                                                                  if w != 1)
                 if st.get("named_box_share"):
                     note += f"; named boxes {100 * st['named_box_share']:g} %"
                 if st.get("described_box_share"):

@@ -347,6 +347,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                            "merger_lr_scale": config.merger_lr_scale, "attention_weight": config.attention_weight,
                            "cell_word_weight": config.cell_word_weight,
                            "word_attention_weight": config.word_attention_weight,
+                           "family_weights": parse_family_weights(config.family_weights),
                            "named_box_share": config.named_box_share,
                            "described_box_share": config.described_box_share,
                            "reasoned_box_share": config.reasoned_box_share})
