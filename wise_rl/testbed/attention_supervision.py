@@ -95,15 +95,21 @@ def attention_loss(attentions, input_ids: torch.Tensor, labels: torch.Tensor, ce
     query &= rows[:, None]
     if positions is not None:  # only where the target is still to be decided (see FIRST_TOKENS)
         query &= query.cumsum(-1) <= positions
+    return _share_loss(attentions, image, weights[:, None, :], query, head, eps)
+
+
+def _share_loss(attentions, image: torch.Tensor, keys: torch.Tensor, query: torch.Tensor, head: int,
+                eps: float) -> torch.Tensor:
+    """mean over layers ℓ ≥ 1 of the mean over ``query`` positions of −log(share of head ``head``'s image
+    attention on ``keys``); ``keys`` (B, 1 or T, T) weights over key positions; 0 when no position is queried."""
     if not query.any():
         return attentions[0].new_zeros(())
     total = 0.0
     for layer in attentions[1:]:
         a = layer[:, head]  # (B, T, T)
         on_image = (a * image[:, None, :]).sum(-1)
-        on_target = (a * weights[:, None, :]).sum(-1)
-        share = on_target / on_image.clamp_min(eps)
-        total = total - torch.log(share.clamp_min(eps))[query].mean()
+        on_keys = (a * keys).sum(-1)
+        total = total - torch.log((on_keys / on_image.clamp_min(eps)).clamp_min(eps))[query].mean()
     return total / (len(attentions) - 1)
 
 
@@ -136,15 +142,7 @@ def word_attention_loss(attentions, input_ids: torch.Tensor, words: torch.Tensor
         cells[hit[..., None] & image[:, None, :]] = shows[hit].flatten()
         query |= hit
     query &= cells.any(-1)
-    if not query.any():
-        return attentions[0].new_zeros(())
-    total = 0.0
-    for layer in attentions[1:]:
-        a = layer[:, head]  # (B, T, T)
-        on_image = (a * image[:, None, :]).sum(-1)
-        on_word = (a * cells).sum(-1)
-        total = total - torch.log((on_word / on_image.clamp_min(eps)).clamp_min(eps))[query].mean()
-    return total / (len(attentions) - 1)
+    return _share_loss(attentions, image, cells.to(attentions[0].dtype), query, head, eps)
 
 
 def use_eager_attention(model) -> None:
