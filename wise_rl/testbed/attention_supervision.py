@@ -17,7 +17,10 @@ attend to text. Layer 0 is left alone: at that depth an answer position
 does not yet know the question. Attention supervision of this kind is an old tool of grounded VQA (e.g. Qiao et al.,
 "Exploring Human-like Attention Supervision in Visual Question Answering", AAAI 2018).
 
-The term needs the attention weights, so the text model runs with eager attention while training
+A second term, :func:`word_attention_loss` (``--word-attention-weight``), steers another head at every colour or
+kind word of the text to the cells that show it, so the words of a question look up what they name.
+
+The terms need the attention weights, so the text model runs with eager attention while training
 (:func:`use_eager_attention`); inference is unchanged.
 """
 
