@@ -288,6 +288,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
 
     config.validate()
     prompt_mix = parse_prompt_mix(config.prompt_mix)
+    family_weights = parse_family_weights(config.family_weights)
     if config.threads:
         torch.set_num_threads(config.threads)
     elif not torch.cuda.is_available():
@@ -327,7 +328,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                 stream_rows, gen_kwargs={"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk,
                                          "timer": timer, "describe_share": config.describe_share,
                                          "start": config.stream_start, "prompt_mix": prompt_mix,
-                                         "family_weights": parse_family_weights(config.family_weights),
+                                         "family_weights": family_weights,
                                          "name_share": config.name_share,
                                          "named_box_share": config.named_box_share,
                                          "described_box_share": config.described_box_share,
@@ -347,7 +348,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                            "merger_lr_scale": config.merger_lr_scale, "attention_weight": config.attention_weight,
                            "cell_word_weight": config.cell_word_weight,
                            "word_attention_weight": config.word_attention_weight,
-                           "family_weights": parse_family_weights(config.family_weights),
+                           "family_weights": family_weights,
                            "named_box_share": config.named_box_share,
                            "described_box_share": config.described_box_share,
                            "reasoned_box_share": config.reasoned_box_share})
@@ -429,7 +430,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         "target": "<answer>{json}</answer> (formats.build_target mode 'answer')",
         "describe_share": config.describe_share,
         "prompt_mix": prompt_mix,
-        "family_weights": parse_family_weights(config.family_weights),
+        "family_weights": family_weights,
         "describe_prompt": DESCRIBE_PROMPT if config.describe_share else None,
         "name_share": config.name_share,
         "named_box_share": config.named_box_share,
