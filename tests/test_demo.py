@@ -252,6 +252,41 @@ def test_concise_shorter_counts_only_a_fall_beyond_the_step_to_step_noise(tmp_pa
     assert demo_report.evaluate_targets({}, steady)["grpo_concise_shorter"]["pass"]  # 2.0 > 2 × 0.5
 
 
+def test_grpo_same_prompts_pairs_the_scenes_before_and_after(tmp_path):
+    """Hand-made evals of three scenes: the paired think-token difference, its standard error, the boxes gained
+    and lost, and the identical completions; targets are counted on the trained arms only."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset, DatasetDict
+
+    gt = [[0, 0, 9, 9], [20, 20, 29, 29], [40, 40, 49, 49]]
+    DatasetDict({"test": Dataset.from_dict({"id": ["a", "b", "c"], "gt_bbox": gt, "shape_boxes": [gt] * 3,
+                                            "model_size": [112] * 3})}).save_to_disk(str(tmp_path / "data"))
+
+    def write(variant, rows):
+        (tmp_path / variant).mkdir()
+        (tmp_path / variant / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def sample(i, think, box, text):
+        return {"id": i, "think_tokens": think, "answer": {"bbox": box} if box else None, "completion": text}
+
+    write("wise-s-sft", [sample("a", 8, gt[0], "x"), sample("b", 6, [0, 0, 9, 9], "y"), sample("c", 7, gt[2], "z")])
+    write("wise-s", [sample("a", 6, gt[0], "x2"), sample("b", 6, gt[1], "y"), sample("c", 4, None, "z2")])
+    run = SimpleNamespace(data=tmp_path / "data", profile=SimpleNamespace(eval_n=3),
+                          eval_dir=lambda variant: tmp_path / variant)
+    same = demo_report.grpo_same_prompts(run)
+    assert same["n"] == 3 and same["identical"] == pytest.approx(1 / 3)
+    assert same["box_acc50"] == {"before": pytest.approx(2 / 3), "after": pytest.approx(2 / 3), "gained": 1,
+                                 "lost": 1}
+    tt = same["think_tokens"]  # differences -2, 0, -3: mean -5/3, sample sd √(7/3), se √(7/9)
+    assert (tt["before"], tt["after"]) == (7.0, pytest.approx(16 / 3))
+    assert tt["diff"] == pytest.approx(-5 / 3) and tt["diff_se"] == pytest.approx(math.sqrt(7 / 9))
+    assert demo_report.grpo_same_prompts(SimpleNamespace(eval_dir=lambda v: tmp_path / "none")) == {}
+    fine = {"box_acc50": 0.7, "format_valid": 1.0, "think_tokens_mean": 6.0, "latency_s_mean": 0.01}
+    targets = demo_report.evaluate_targets({"verbose": fine, "wise-s": fine, "wise-s-sft": {"format_valid": 0.1}}, {})
+    assert "format_valid_wise-s" in targets and "format_valid_wise-s-sft" not in targets
+
+
 def test_cpu_model_reads_the_model_name(tmp_path):
     from wise_rl import precision
 
@@ -276,7 +311,8 @@ def test_smoke_demo_end_to_end_and_resume(tiny_model_dir, tmp_path):
     prof = demo.load_profile("smoke")
 
     on_disk = json.loads((out / "report.json").read_text())
-    assert set(on_disk["variants"]) == {"verbose", "wise", "wise-s"}
+    assert set(on_disk["variants"]) == {"verbose", "wise", "wise-s", "wise-s-sft"}
+    assert on_disk["grpo_same_prompts"]["n"] == prof.eval_n
     for name, m in on_disk["variants"].items():
         for key in VARIANT_KEYS:
             assert key in m, (name, key)
@@ -316,7 +352,8 @@ def test_smoke_demo_end_to_end_and_resume(tiny_model_dir, tmp_path):
     # re-running skips every finished stage and reports the same numbers
     again = demo.run_demo(out=out, base=tiny_model_dir, profile="smoke", progress=False)
     stages = json.loads((out / "stages.json").read_text())
-    for stage in ("data", "sft_verbose", "sft_wise", "grpo_wise", "eval_verbose", "eval_wise", "eval_wise-s"):
+    for stage in ("data", "sft_verbose", "sft_wise", "grpo_wise", "eval_verbose", "eval_wise", "eval_wise-s",
+                  "eval_wise-s-sft"):
         assert stages[stage]["status"] == "skipped (done)", stage
         assert stages[stage]["wall_s"] > 0  # the first run's time is kept
     assert again["variants"] == report["variants"]

@@ -7,8 +7,8 @@ Stages (each one skipped when its outputs are complete, so an interrupted demo r
     sft_verbose  arm (a), recipes/sft.py with recipes/demo/sft_verbose.yaml → RUN/verbose_sft/ (+ DONE)
     sft_wise     arm (b), recipes/sft.py with recipes/demo/sft_wise.yaml    → RUN/wise_sft/ (+ DONE)
     grpo_wise    arm (b), recipes/grpo.py with recipes/demo/grpo_wise.yaml  → RUN/wise_grpo/ (+ DONE)
-    eval_*       wise_rl.evaluate.run_eval on the test split, greedy, stopped at </answer>:
-                 verbose (arm a, `verbose` prompt), wise and wise-s (arm b)     → RUN/eval/<variant>/metrics.json
+    eval_*       wise_rl.evaluate.run_eval on the test split, greedy, stopped at </answer>: verbose (arm a,
+                 `verbose` prompt), wise and wise-s (arm b), wise-s-sft (arm b before GRPO) → RUN/eval/<variant>/
     report       RUN/report.md, RUN/report.json, RUN/*.png (always rewritten; :mod:`wise_rl.testbed.demo_report`)
 
 Each stage's config is ``recipes/demo/<stage>.yaml`` with the profile's overrides and the run's paths merged in,
@@ -62,9 +62,10 @@ EVALS = {  # variant -> (trained stage whose model is evaluated, prompt)
     "verbose": ("sft_verbose", "verbose"),
     "wise": ("grpo_wise", "wise"),
     "wise-s": ("grpo_wise", "wise-s"),
+    "wise-s-sft": ("sft_wise", "wise-s"),  # the same prompts before GRPO: what GRPO changed, scene by scene
 }
 VERBOSE_ARM = ("sft_verbose", "eval_verbose")
-WISE_ARM = ("sft_wise", "grpo_wise", "eval_wise", "eval_wise-s")
+WISE_ARM = ("sft_wise", "eval_wise-s-sft", "grpo_wise", "eval_wise", "eval_wise-s")
 ALL_STAGES = ("data", "base", *VERBOSE_ARM, *WISE_ARM, "report")
 # Recipe options the demo sets itself (paths and the step budget); a profile may not override them.
 RESERVED = ("model_name_or_path", "dataset", "dataset_split", "output_dir", "max_steps", "tiny_model_preset")

@@ -1,16 +1,17 @@
 """The demo's report: metrics per variant, the targets, ``report.json``, ``report.md`` and its figures.
 
-``report.json`` (per variant ``verbose``, ``wise``, ``wise-s``): ``gIoU``, ``cIoU``, ``acc50`` (mask IoU ≥ 0.5 of
+``report.json`` (per variant ``verbose``, ``wise``, ``wise-s``, and ``wise-s-sft``: the WISE arm before GRPO): ``gIoU``, ``cIoU``, ``acc50`` (mask IoU ≥ 0.5 of
 the box-decoded answer against the shape's mask, LISA protocol, as ``wise-rl eval``), ``box_acc50`` /
 ``box_mean_iou`` (box IoU > 0.5 of the predicted bbox against the ground-truth bbox, the measure of
 ``random_shape_acc50``), ``format_valid``, ``think_tokens_mean``, ``completion_tokens_mean``, ``latency_s_mean``;
 ``base`` (the card's held-out metrics, else a quick eval), ``random_shape_acc50`` (box a random shape of each test
-scene, :func:`wise_rl.testbed.shapeworld.random_shape_baseline`), the GRPO length trend, and ``targets``::
+scene, :func:`wise_rl.testbed.shapeworld.random_shape_baseline`), the GRPO length trend, what GRPO changed on the
+same prompts (:func:`grpo_same_prompts`), and ``targets`` (on the trained arms, not on ``wise-s-sft``)::
 
     verbose_box_acc50       box_acc50(verbose) ≥ 0.50 (the baseline must be a real one)
     wise_s_box_acc50        box_acc50(wise-s) ≥ 0.60
     wise_s_vs_verbose       box_acc50(verbose) − box_acc50(wise-s) ≤ 0.03 (within 3 points), and wise_s_box_acc50 passes
-    format_valid_<variant>  format_valid ≥ 0.95                           (each variant)
+    format_valid_<variant>  format_valid ≥ 0.95                           (verbose, wise, wise-s)
     think_tokens_ratio      think_tokens_mean(verbose) / think_tokens_mean(wise-s) ≥ 5   } counted only when verbose
     latency_ratio           latency_s_mean(verbose) / latency_s_mean(wise-s) ≥ 3         } and wise-s are format-valid
     grpo_concise_shorter    mean think tokens of the last GRPO logging window below that of the first by more
@@ -39,6 +40,7 @@ VARIANT_KEYS = ("gIoU", "cIoU", "acc50", "box_acc50", "box_mean_iou", "format_va
 # On box acc@0.5 (box IoU > 0.5 against the queried shape's box): the measure of the random-shape baseline.
 TARGETS = {"verbose_box_acc50": 0.50, "wise_s_box_acc50": 0.60, "wise_s_vs_verbose": 0.03, "format_valid": 0.95,
            "think_tokens_ratio": 5.0, "latency_ratio": 3.0, "grpo_box_acc_drop": 0.05}
+ARMS = ("verbose", "wise", "wise-s")  # the trained arms the targets are counted on
 
 
 def box_scores(run, variant: str, n: int | None = None) -> dict[str, float]:
@@ -129,6 +131,47 @@ def grpo_trend(run) -> dict[str, Any]:
     return out
 
 
+def grpo_same_prompts(run, before: str = "wise-s-sft", after: str = "wise-s") -> dict[str, Any]:
+    """What GRPO changed, scene by scene: the WISE SFT checkpoint (``before``) and the GRPO'd model (``after``)
+    under the same prompt on the same test scenes, greedy; free of the draw of scenes that moves a window's mean.
+
+    ``n`` scenes in both evals; ``think_tokens``: ``before`` / ``after`` means over the scenes where both wrote a
+    ``<think>`` block, ``diff`` = mean of after − before and ``diff_se`` = its standard error (sample standard
+    deviation of the per-scene differences / √n); ``box_acc50``: box IoU > 0.5 against the ground-truth box,
+    ``before`` / ``after``, with ``gained`` / ``lost`` scenes; ``identical``: share of scenes whose completions match
+    character for character. ``{}`` when either eval is missing."""
+    from wise_rl.evaluate import read_samples
+    from wise_rl.metrics import box_iou
+
+    paths = [run.eval_dir(v) / "samples.jsonl" for v in (before, after)]
+    if not all(p.is_file() for p in paths):
+        return {}
+    b, a = ({str(r["id"]): r for r in read_samples(p)} for p in paths)
+    rows = _test_rows(run)
+    pairs = [(b[str(i)], a[str(i)], g) for i, g in zip(rows["id"], rows["gt_bbox"]) if str(i) in b and str(i) in a]
+    if not pairs:
+        return {}
+
+    def hit(r, g):
+        return bool((r.get("answer") or {}).get("bbox")) and box_iou(r["answer"]["bbox"], g) > 0.5
+
+    think = [(x["think_tokens"], y["think_tokens"]) for x, y, _ in pairs
+             if isinstance(x.get("think_tokens"), (int, float)) and isinstance(y.get("think_tokens"), (int, float))]
+    hits = [(hit(x, g), hit(y, g)) for x, y, g in pairs]
+    n = len(pairs)
+    out: dict[str, Any] = {"before": before, "after": after, "n": n,
+                           "box_acc50": {"before": sum(h for h, _ in hits) / n, "after": sum(h for _, h in hits) / n,
+                                         "gained": sum(not h0 and h1 for h0, h1 in hits),
+                                         "lost": sum(h0 and not h1 for h0, h1 in hits)},
+                           "identical": sum(x.get("completion") == y.get("completion") for x, y, _ in pairs) / n}
+    if think:
+        diffs = [y - x for x, y in think]
+        out["think_tokens"] = {"n": len(think), "before": sum(x for x, _ in think) / len(think),
+                               "after": sum(y for _, y in think) / len(think), "diff": sum(diffs) / len(diffs),
+                               "diff_se": _standard_error(diffs)}
+    return out
+
+
 def _standard_error(values: list[float]) -> float:
     if len(values) < 2:
         return 0.0
@@ -160,6 +203,8 @@ def evaluate_targets(variants: dict[str, dict[str, Any]], trend: dict[str, Any])
              f"{TARGETS['wise_s_box_acc50']}",
         gap is not None and gap <= TARGETS["wise_s_vs_verbose"] + 1e-12 and t["wise_s_box_acc50"]["pass"])
     for name, m in variants.items():
+        if name not in ARMS:
+            continue
         fv = m.get("format_valid")
         t[f"format_valid_{name}"] = _target(fv, f">= {TARGETS['format_valid']}",
                                             fv is not None and fv >= TARGETS["format_valid"])
@@ -272,7 +317,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "box IoU > 0.5 against the ground-truth box, the measure of the random-shape baseline (box a random shape "
         "of the scene). Think tokens: the `<think>` content, policy tokenizer. verbose: arm (a) with the verbose "
         "prompt; wise / wise-s: arm (b) (SFT + GRPO) with the WISE inference prompts (the prompt column names each "
-        "template), generation stopped at `</answer>`.", "",
+        "template), generation stopped at `</answer>`; wise-s-sft: arm (b) before GRPO, WISE-S prompt.", "",
     ]
     if p.get("prompt_style") == "compact":
         lines += [
@@ -337,6 +382,16 @@ def report_markdown(report: dict[str, Any]) -> str:
                 lines.append(f"- {k}: {v['first']:.3f} → {v['last']:.3f}{se}")
     else:
         lines.append("(no GRPO log)")
+    same = report.get("grpo_same_prompts") or {}
+    if same:
+        box = same["box_acc50"]
+        lines += ["", f"## GRPO on the same prompts (`{same['before']}` → `{same['after']}`, {same['n']} test scenes)",
+                  "", f"- box acc@0.5: {_pct(box['before'])} → {_pct(box['after'])} % ({box['gained']} scenes gained, "
+                  f"{box['lost']} lost)", f"- identical completions: {_pct(same['identical'])} %"]
+        tt = same.get("think_tokens")
+        if tt:
+            lines.append(f"- think tokens: {tt['before']:.2f} → {tt['after']:.2f} (paired difference "
+                         f"{tt['diff']:+.2f} ± {tt['diff_se']:.2f} standard error, {tt['n']} scenes)")
     lines += ["", "## Stage wall times", "", "| stage | wall s | status |", "|---|---|---|"]
     for stage, t in report["stages"].items():
         lines.append(f"| {stage} | {_num(t.get('wall_s'))} | {t.get('status')} |")
@@ -382,6 +437,7 @@ def write_report(run, variant_names, arms: dict[str, tuple[str, ...]], train_dir
         "random_shape_acc50": rs["acc@0.5"],
         "random_shape": rs,
         "grpo_trend": trend,
+        "grpo_same_prompts": grpo_same_prompts(run),
         "targets": evaluate_targets(variants, trend),
         "budget": budget,
         "stages": timings,
@@ -405,12 +461,17 @@ def write_report(run, variant_names, arms: dict[str, tuple[str, ...]], train_dir
 
 def summary_table(report: dict[str, Any]) -> str:
     """The console summary: the variants table and the targets."""
-    lines = [f"{'variant':<8} {'acc@0.5':>8} {'box acc':>8} {'gIoU':>6} {'format':>7} {'think tok':>9} "
+    lines = [f"{'variant':<10} {'acc@0.5':>8} {'box acc':>8} {'gIoU':>6} {'format':>7} {'think tok':>9} "
              f"{'compl tok':>9} {'latency s':>9}"]
     for name, m in [("base", report["base"]), *report["variants"].items()]:
-        lines.append(f"{name:<8} {_pct(m.get('acc50')):>8} {_pct(m.get('box_acc50')):>8} {_pct(m.get('gIoU')):>6} "
+        lines.append(f"{name:<10} {_pct(m.get('acc50')):>8} {_pct(m.get('box_acc50')):>8} {_pct(m.get('gIoU')):>6} "
                      f"{_pct(m.get('format_valid')):>7} {_num(m.get('think_tokens_mean')):>9} "
                      f"{_num(m.get('completion_tokens_mean')):>9} {_num(m.get('latency_s_mean'), 4):>9}")
     lines.append(f"random shape (box acc@0.5): {_pct(report.get('random_shape_acc50'))}")
+    same = report.get("grpo_same_prompts") or {}
+    if same.get("think_tokens"):
+        lines.append(f"GRPO on the same {same['n']} prompts ({same['before']} → {same['after']}): think tokens "
+                     f"{same['think_tokens']['before']:.2f} → {same['think_tokens']['after']:.2f}, box acc@0.5 "
+                     f"{_pct(same['box_acc50']['before'])} → {_pct(same['box_acc50']['after'])} %")
     lines.append("targets: " + ", ".join(f"{k} {'PASS' if t['pass'] else 'fail'}" for k, t in report["targets"].items()))
     return "\n".join(lines)
