@@ -287,6 +287,21 @@ def test_grpo_same_prompts_pairs_the_scenes_before_and_after(tmp_path):
     assert "format_valid_wise-s" in targets and "format_valid_wise-s-sft" not in targets
 
 
+def test_parallel_arms_train_together_and_every_eval_runs_after_all_training(tiny_model_dir, tmp_path, monkeypatch):
+    """Latency is compared across arms, so no eval may run while an arm still trains on the other core."""
+    from types import SimpleNamespace
+
+    calls = []
+    monkeypatch.setattr(demo, "_run_stage", lambda run, stage, progress=True: calls.append(stage))
+    proc = SimpleNamespace(pid=1, poll=lambda: None)
+    monkeypatch.setattr(demo, "_spawn_arm", lambda run, stages, *a: calls.append(("spawn", stages)) or (proc, "log"))
+    monkeypatch.setattr(demo, "_wait_arm", lambda *a: calls.append("wait"))
+    monkeypatch.setattr(demo, "stage_report", lambda run: {})
+    demo.run_demo(out=tmp_path / "demo", base=tiny_model_dir, profile="default", progress=False)
+    assert calls == ["data", ("spawn", ("sft_verbose",)), "base", "sft_wise", "grpo_wise", "wait",
+                     "eval_verbose", "eval_wise-s-sft", "eval_wise", "eval_wise-s"]
+
+
 def test_cpu_model_reads_the_model_name(tmp_path):
     from wise_rl import precision
 

@@ -13,10 +13,10 @@ Stages (each one skipped when its outputs are complete, so an interrupted demo r
 
 Each stage's config is ``recipes/demo/<stage>.yaml`` with the profile's overrides and the run's paths merged in,
 written to ``RUN/configs/<stage>.yaml`` (re-run a stage with ``python recipes/sft.py --config RUN/configs/…``).
-Stages run in this process; with ``runtime.parallel_arms`` the verbose arm runs at the same time in a child process
-(``python -m wise_rl.testbed.demo --child``, one thread each), logging to ``RUN/logs/verbose_arm.log`` (its tail is
-printed if it fails). Profiles: ``recipes/demo/profile_<name>.yaml`` (``default``: ``make demo``, ``long``: ``make
-demo-long``, ``smoke``: the test) or any file given with ``--profile``. A bad profile or base raises ``DemoError``.
+Stages run in this process; with ``runtime.parallel_arms`` the verbose SFT runs meanwhile in a child process (``python
+-m wise_rl.testbed.demo --child``, one thread each; log ``RUN/logs/verbose_arm.log``, its tail printed on failure).
+The evals run after all training, alone, so latencies compare. Profiles: ``recipes/demo/profile_<name>.yaml``
+(``default``, ``long``, ``smoke``) or a file given with ``--profile``. A bad profile or base raises ``DemoError``.
 
 Same budget. Both arms get the same number of optimizer steps over the same number of sequences per step::
 
@@ -65,7 +65,7 @@ EVALS = {  # variant -> (trained stage whose model is evaluated, prompt)
     "wise-s-sft": ("sft_wise", "wise-s"),  # the same prompts before GRPO: what GRPO changed, scene by scene
 }
 VERBOSE_ARM = ("sft_verbose", "eval_verbose")
-WISE_ARM = ("sft_wise", "eval_wise-s-sft", "grpo_wise", "eval_wise", "eval_wise-s")
+WISE_ARM = ("sft_wise", "grpo_wise", "eval_wise-s-sft", "eval_wise", "eval_wise-s")
 ALL_STAGES = ("data", "base", *VERBOSE_ARM, *WISE_ARM, "report")
 # Recipe options the demo sets itself (paths and the step budget); a profile may not override them.
 RESERVED = ("model_name_or_path", "dataset", "dataset_split", "output_dir", "max_steps", "tiny_model_preset")
@@ -267,13 +267,9 @@ class Run:
                 fcntl.flock(lock, fcntl.LOCK_EX)
             except ImportError:  # no fcntl (Windows): the arms write different keys, a lost update is unlikely
                 pass
-            data = self.timings()
-            entry = data.get(stage, {})
-            if status == "done":
-                entry = {"wall_s": round(wall_s, 3), "status": "done"}  # ms: a smoke eval can take < 0.05 s
-            else:
-                entry = {**entry, "status": status}
-            data[stage] = entry
+            data = self.timings()  # a skipped stage keeps its first wall time; ms: a smoke eval can take < 0.05 s
+            data[stage] = ({"wall_s": round(wall_s, 3), "status": "done"} if status == "done"
+                           else {**data.get(stage, {}), "status": status})
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
             os.replace(tmp, path)
@@ -548,12 +544,11 @@ def run_demo(out: str | os.PathLike = "runs/demo", base: str | os.PathLike | Non
 
     _run_stage(run, "data", progress)
     proc = None
-    if parallel and not all(_stage_done(run, s) for s in VERBOSE_ARM):
-        proc, log = _spawn_arm(run, VERBOSE_ARM, str(prof.source), progress)
+    own = ("base", *(s for s in (*VERBOSE_ARM, *WISE_ARM) if s in TRAIN_STAGES))
+    if parallel and not _stage_done(run, "sft_verbose"):
+        proc, log = _spawn_arm(run, ("sft_verbose",), str(prof.source), progress)
         _say(f"[demo] verbose arm started in the background (pid {proc.pid}, log {log})")
-        own = ("base", *WISE_ARM)
-    else:
-        own = ("base", *VERBOSE_ARM, *WISE_ARM)
+        own = tuple(s for s in own if s != "sft_verbose")
     try:
         for stage in own:
             _run_stage(run, stage, progress)
@@ -563,6 +558,9 @@ def run_demo(out: str | os.PathLike = "runs/demo", base: str | os.PathLike | Non
         raise
     if proc is not None:
         _wait_arm(proc, log, progress)
+    # Every eval runs after all training, alone on the CPUs: latencies measured under load would not compare.
+    for stage in (s for s in (*VERBOSE_ARM, *WISE_ARM) if s.startswith("eval_")):
+        _run_stage(run, stage, progress)
     report = stage_report(run)
     report["wall_s"] = round(time.perf_counter() - wall0, 1)
     (run.out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
