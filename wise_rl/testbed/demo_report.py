@@ -135,11 +135,11 @@ def grpo_same_prompts(run, before: str = "wise-s-sft", after: str = "wise-s") ->
     """What GRPO changed, scene by scene: the WISE SFT checkpoint (``before``) and the GRPO'd model (``after``)
     under the same prompt on the same test scenes, greedy; free of the draw of scenes that moves a window's mean.
 
-    ``n`` scenes in both evals; ``think_tokens``: ``before`` / ``after`` means over the scenes where both wrote a
-    ``<think>`` block, ``diff`` = mean of after − before and ``diff_se`` = its standard error (sample standard
-    deviation of the per-scene differences / √n); ``box_acc50``: box IoU > 0.5 against the ground-truth box,
-    ``before`` / ``after``, with ``gained`` / ``lost`` scenes; ``identical``: share of scenes whose completions match
-    character for character. ``{}`` when either eval is missing."""
+    ``n`` scenes in both evals; ``think_tokens`` (over its own ``n``, the scenes where both have a think-token
+    count): ``before`` / ``after`` means, ``diff`` = mean of after − before and ``diff_se`` = its standard error
+    (sample standard deviation of the per-scene differences / √n); ``box_acc50``: box IoU > 0.5 against the
+    ground-truth box, ``before`` / ``after``, with ``gained`` / ``lost`` scenes; ``identical``: share of scenes whose
+    completions match character for character. ``{}`` when either eval is missing or they share no scene."""
     from wise_rl.evaluate import read_samples
     from wise_rl.metrics import box_iou
 
