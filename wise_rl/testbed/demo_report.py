@@ -1,12 +1,13 @@
 """The demo's report: metrics per variant, the targets, ``report.json``, ``report.md`` and its figures.
 
 ``report.json`` (per variant ``verbose``, ``wise``, ``wise-s``, and ``wise-s-sft``: the WISE arm before GRPO):
-``gIoU``, ``cIoU``, ``acc50`` (mask IoU ≥ 0.5 of the box-decoded answer against the shape's mask, LISA protocol,
-as ``wise-rl eval``), ``box_acc50`` / ``box_mean_iou`` (box IoU > 0.5 of the predicted bbox against the ground-truth
-bbox, the measure of ``random_shape_acc50``), ``format_valid``, ``think_tokens_mean``, ``completion_tokens_mean``, ``latency_s_mean``;
-``base`` (the card's held-out metrics, else a quick eval), ``random_shape_acc50`` (box a random shape of each test
-scene, :func:`wise_rl.testbed.shapeworld.random_shape_baseline`), the GRPO length trend, what GRPO changed on the
-same prompts (:func:`grpo_same_prompts`), and ``targets`` (on the trained arms, not on ``wise-s-sft``)::
+``gIoU``, ``cIoU``, ``acc50`` (mask IoU ≥ 0.5 of the box-decoded answer against the shape's mask, LISA protocol, as
+``wise-rl eval``), ``box_acc50`` / ``box_mean_iou`` (box IoU > 0.5 of the predicted bbox against the ground-truth
+bbox, the measure of ``random_shape_acc50``), ``format_valid``, ``think_tokens_mean``, ``completion_tokens_mean``,
+``latency_s_mean``; ``base`` (the card's held-out metrics, else a quick eval), ``random_shape_acc50`` (box a random
+shape of each test scene, :func:`wise_rl.testbed.shapeworld.random_shape_baseline`), the GRPO length trend, what
+GRPO changed on the same prompts (:func:`grpo_same_prompts`), and ``targets`` (on the trained arms, not on
+``wise-s-sft``)::
 
     verbose_box_acc50       box_acc50(verbose) ≥ 0.50 (the baseline must be a real one)
     wise_s_box_acc50        box_acc50(wise-s) ≥ 0.60
