@@ -294,6 +294,18 @@ def mask_iou(pred_mask: np.ndarray | None, gt_mask: np.ndarray) -> float:
     return score_mask(pred_mask, gt_mask)["iou"]
 
 
+def answer_box_ious(answers: Sequence[dict[str, Any] | None], gt_bboxes: Sequence[Sequence[float]]) -> list[float]:
+    """:func:`box_iou` of each answer's ``bbox`` against its ground-truth box; an answer that is None or has no
+    ``bbox`` (no parse) scores 0. ``ValueError`` when the lengths differ.
+
+    >>> answer_box_ious([{"bbox": [0, 0, 9, 9]}, None], [[0, 0, 9, 9], [0, 0, 9, 9]])
+    [1.0, 0.0]
+    """
+    if len(answers) != len(gt_bboxes):
+        raise ValueError(f"{len(answers)} answers for {len(gt_bboxes)} ground-truth boxes")
+    return [box_iou(a["bbox"], g) if a and a.get("bbox") else 0.0 for a, g in zip(answers, gt_bboxes)]
+
+
 def box_scores(answers: Sequence[dict[str, Any] | None], gt_bboxes: Sequence[Sequence[float]]) -> dict[str, Any]:
     """Box-level scores of a set of answers: ``box_acc50`` = share with :func:`box_iou` > 0.5, ``box_mean_iou``,
     ``n``. An answer that is None or has no ``bbox`` (no parse) scores IoU 0. ``ValueError`` when the lengths differ.
@@ -301,9 +313,7 @@ def box_scores(answers: Sequence[dict[str, Any] | None], gt_bboxes: Sequence[Seq
     >>> box_scores([{"bbox": [0, 0, 9, 9]}, None], [[0, 0, 9, 9], [0, 0, 9, 9]])
     {'box_acc50': 0.5, 'box_mean_iou': 0.5, 'n': 2}
     """
-    if len(answers) != len(gt_bboxes):
-        raise ValueError(f"{len(answers)} answers for {len(gt_bboxes)} ground-truth boxes")
-    ious = [box_iou(a["bbox"], g) if a and a.get("bbox") else 0.0 for a, g in zip(answers, gt_bboxes)]
+    ious = answer_box_ious(answers, gt_bboxes)
     n = len(ious)
     return {"box_acc50": sum(i > 0.5 for i in ious) / n if n else 0.0,
             "box_mean_iou": sum(ious) / n if n else 0.0, "n": n}

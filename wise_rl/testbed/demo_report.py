@@ -142,7 +142,7 @@ def grpo_same_prompts(run, before: str = "wise-s-sft", after: str = "wise-s") ->
     ground-truth box, ``before`` / ``after``, with ``gained`` / ``lost`` scenes; ``identical``: share of scenes whose
     completions match character for character. ``{}`` when either eval is missing or they share no scene."""
     from wise_rl.evaluate import read_samples
-    from wise_rl.metrics import box_iou
+    from wise_rl.metrics import answer_box_ious
 
     paths = [run.eval_dir(v) / "samples.jsonl" for v in (before, after)]
     if not all(p.is_file() for p in paths):
@@ -153,12 +153,12 @@ def grpo_same_prompts(run, before: str = "wise-s-sft", after: str = "wise-s") ->
     if not pairs:
         return {}
 
-    def hit(r, g):
-        return bool((r.get("answer") or {}).get("bbox")) and box_iou(r["answer"]["bbox"], g) > 0.5
-
+    gt = [g for _, _, g in pairs]  # box acc@0.5: IoU > 0.5, as metrics.box_scores
+    hit_before, hit_after = ([iou > 0.5 for iou in answer_box_ious([pair[k].get("answer") for pair in pairs], gt)]
+                             for k in (0, 1))
+    hits = list(zip(hit_before, hit_after))
     think = [(x["think_tokens"], y["think_tokens"]) for x, y, _ in pairs
              if isinstance(x.get("think_tokens"), (int, float)) and isinstance(y.get("think_tokens"), (int, float))]
-    hits = [(hit(x, g), hit(y, g)) for x, y, g in pairs]
     n = len(pairs)
     out: dict[str, Any] = {"before": before, "after": after, "n": n,
                            "box_acc50": {"before": sum(h for h, _ in hits) / n, "after": sum(h for _, h in hits) / n,
