@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rewards._base import CONTRACT_ARGS
+from rewards._parse import clear_cache as clear_parse_cache  # benches time parsing from a cold cache
 
 ENV_MODULES = "WISE_RL_REWARD_MODULES"
 WISE_REWARDS = (
@@ -226,6 +227,7 @@ def wise_rewards(**shared: Any) -> list[Callable]:
 
 
 __all__ = [
+    "clear_parse_cache",
     "register_reward", "get_reward", "get_rewards", "available_rewards", "wise_rewards", "NamedReward",
     "WISE_REWARDS", "ENV_MODULES",
 ]

@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A random-weight tiny Qwen2.5-VL with its processor, saved to a folder."""
-    from wise_rl.testbed.tiny_model import build_tiny_model
+    from wise_rl.testbed.fixtures.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), preset="tiny", seed=0)
 

@@ -33,7 +33,7 @@ def test_pretrain_rows_match_sft_rows(samples):
     """pretrain_row builds the row the SFT recipe's sft_rows builds for prompt 'answer-only', target 'answer'."""
     from datasets import Dataset
 
-    from wise_rl.testbed.pretrain_rows import pretrain_row
+    from wise_rl.testbed.pretrain.rows import pretrain_row
     from wise_rl.training import sft_rows
 
     ds = Dataset.from_list([{"id": f"r{i}", "query": s["query"], "gt_bbox": s["gt_bbox"],
@@ -51,7 +51,7 @@ def test_collated_prompt_is_the_generation_prompt(tiny_model_dir, samples):
     separately tokenised target + end of turn."""
     from wise_rl.evaluate import HFGenerator
     from wise_rl.models import load_model, load_processor
-    from wise_rl.testbed.pretrain_rows import pretrain_row
+    from wise_rl.testbed.pretrain.rows import pretrain_row
 
     processor = load_processor(tiny_model_dir)
     rows = [pretrain_row(s) for s in samples]
@@ -81,9 +81,9 @@ def test_memorised_target_is_reproduced_by_greedy_eval_generation(tmp_path, samp
     from wise_rl.evaluate import HFGenerator
     from wise_rl.metrics import box_iou
     from wise_rl.models import load_model, load_processor
-    from wise_rl.testbed.pretrain import PretrainConfig, make_trainer
-    from wise_rl.testbed.pretrain_rows import pretrain_row
-    from wise_rl.testbed.tiny_model import build_tiny_model
+    from wise_rl.testbed.fixtures.tiny_model import build_tiny_model
+    from wise_rl.testbed.pretrain.rows import pretrain_row
+    from wise_rl.testbed.pretrain.run import PretrainConfig, make_trainer
 
     folder = build_tiny_model(tmp_path / "model", preset="tiny", seed=0)
     processor = load_processor(folder)

@@ -15,7 +15,7 @@ from wise_rl.masks import (
     get_mask_decoder,
     rasterize_bbox,
 )
-from wise_rl.testbed.tiny_sam2 import build_tiny_sam2
+from wise_rl.testbed.fixtures.tiny_sam2 import build_tiny_sam2
 
 ANSWER = {"bbox": [2, 3, 5, 7], "points_1": [3, 4], "points_2": [4, 6]}
 

@@ -66,22 +66,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, FileExistsErr
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    """USER_ERRORS plus the project's own user-facing errors. Resolved only once an error is raised: the loaders'
-    ``DataError`` and the eval's ``EvalError`` live in modules that import ``datasets``, which ``--help`` must not
-    pay for."""
-    from wise_rl.errors import ConfigError, UsageError
+    """USER_ERRORS plus the project's own user-facing errors (:class:`wise_rl.errors.WiseRLError`)."""
+    from wise_rl.errors import WiseRLError
 
-    types: list[type[BaseException]] = [*USER_ERRORS, ConfigError, UsageError]
-    loaders = sys.modules.get("wise_rl.data.loaders")  # these can only come from modules already loaded
-    if loaders is not None:
-        types.append(loaders.DataError)
-    evaluate = sys.modules.get("wise_rl.evaluate")
-    if evaluate is not None:
-        types.append(evaluate.EvalError)
-    outdir = sys.modules.get("wise_rl.outdir")  # a folder held by another run, a full disk
-    if outdir is not None:
-        types += [outdir.FolderLockedError, outdir.DiskFullError]
-    return tuple(types)
+    return (*USER_ERRORS, WiseRLError)
 
 
 def entry() -> int:

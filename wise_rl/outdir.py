@@ -25,18 +25,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from wise_rl.errors import DiskFullError, FolderLockedError  # noqa: F401  (re-exported)
+
 LOCK_FILE = ".lock"
 # torch.save's messages when the underlying write fails (no errno reaches Python)
 _TORCH_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "inline_container.cc", "file write failed")
 _NO_SPACE_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
-
-
-class FolderLockedError(RuntimeError):
-    """Another live process holds the folder; the message names it."""
-
-
-class DiskFullError(OSError):
-    """Writing under a folder failed because its disk is full; the message names the folder and the free space."""
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from wise_rl.sft_data import build_sft_dataset
+    from wise_rl.data.sft import build_sft_dataset
 
     options = {"budget": args.budget, "max_sentences": args.max_sentences, "embedding_model": args.embedding_model}
     if args.mode == "compress":

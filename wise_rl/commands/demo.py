@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wise_rl.testbed.demo import DemoError, run_demo
-    from wise_rl.testbed.demo_report import summary_table
+    from wise_rl.testbed.demo.report import summary_table
 
     profile = args.profile or ("long" if args.long else "smoke" if args.smoke else "default")
     try:

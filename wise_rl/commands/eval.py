@@ -81,7 +81,8 @@ def _precheck(args: argparse.Namespace, prompt: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wise_rl import evaluate, model_info
+    from wise_rl import evaluate
+    from wise_rl.models import info as model_info
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.compare and not (Path(args.compare) / "metrics.json").is_file():

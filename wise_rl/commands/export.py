@@ -36,7 +36,7 @@ def export_merged(adapter, out, base=None, dtype=None, overwrite: bool = False) 
     import torch
     from peft import PeftModel
 
-    from wise_rl import model_info
+    from wise_rl.models import info as model_info
     from wise_rl.models import load_model, load_processor
 
     adapter, out = Path(adapter), Path(out)

@@ -67,8 +67,8 @@ def infer(model_dir, image_path, query: str, prompt: str = "wise-s", mask_decode
 
 
 def run(args: argparse.Namespace) -> int:
-    from wise_rl import model_info
-    from wise_rl.overlay import render_result
+    from wise_rl.evaluate.overlay import render_result
+    from wise_rl.models import info as model_info
 
     if args.gt_mask and not Path(args.gt_mask).is_file():
         raise FileNotFoundError(f"--gt-mask {args.gt_mask}: no such file")

@@ -7,8 +7,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wise_rl.testbed.pretrain import PretrainConfig
-    from wise_rl.testbed.tiny_model import PRESETS
+    from wise_rl.testbed.fixtures.tiny_model import PRESETS
+    from wise_rl.testbed.pretrain.config import PretrainConfig
 
     d = PretrainConfig(out="")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the model, processor and card")
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-start", type=int, default=d.stream_start, metavar="I",
                         help="index of the first training scene in the stream (continuing a run: past its "
                         "samples_seen, so no scene repeats; default 0)")
-    vision = parser.add_argument_group("vision stage (before grounding; wise_rl.testbed.vision_stage)")
+    vision = parser.add_argument_group("vision stage (before grounding; wise_rl.testbed.pretrain.vision_stage)")
     vision.add_argument("--vision-steps", type=int, default=d.vision_steps, metavar="N",
                         help="steps of dense per-token colour/kind/box supervision of the vision tower before the "
                         "grounding stage (default 0: none)")
@@ -63,15 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "so the language model can learn to read a frozen tower (default: as --vision-lr-scale)")
     parser.add_argument("--attention-weight", type=float, default=d.attention_weight, metavar="λ",
                         help="grounding stage: weight of attention supervision, which steers one head per layer to "
-                        "the queried shape's cells (wise_rl.testbed.attention_supervision; default 0: none)")
+                        "the queried shape's cells (wise_rl.testbed.pretrain.attention_supervision; default 0: none)")
     parser.add_argument("--cell-word-weight", type=float, default=d.cell_word_weight, metavar="μ",
                         help="grounding stage: weight of the words at the vision tokens, which asks the language "
                         "model for the colour and kind word of each cell's shape after every layer "
-                        "(wise_rl.testbed.cell_words; default 0: none)")
+                        "(wise_rl.testbed.shapeworld.cell_words; default 0: none)")
     parser.add_argument("--word-attention-weight", type=float, default=d.word_attention_weight, metavar="ν",
                         help="grounding stage: weight of word-region attention, which steers a head at every colour "
                         "or kind word of the text to the cells that show it, so ' purple' looks up the purple shapes "
-                        "(wise_rl.testbed.attention_supervision; default 0: none)")
+                        "(wise_rl.testbed.pretrain.attention_supervision; default 0: none)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, scenes and test split (default 0)")
     parser.add_argument("--image-size", type=int, default=d.image_size,
                         help=f"ShapeWorld image side, a multiple of 28 (default {d.image_size})")
@@ -93,9 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--curve-n", type=int, default=d.curve_n, help=f"default {d.curve_n}")
     parser.add_argument("--logging-steps", type=int, default=d.logging_steps, help=f"default {d.logging_steps}")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on CPU: faster for this model size, "
-                        "see wise_rl.testbed.pretrain)")
+                        "see wise_rl.testbed.pretrain.run)")
     parser.add_argument("--bf16", choices=("true", "false"), default=None,
-                        help="mixed precision (default: fp32 on a CPU, bf16 on a GPU; see wise_rl.precision)")
+                        help="mixed precision (default: fp32 on a CPU, bf16 on a GPU; see wise_rl.training.precision)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--score-perception", action="store_true",
                         help="no training: score what the model in --out sees (naming the queried shape on --eval-n "
@@ -109,9 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from wise_rl.testbed.base_card import CARD_MD
-    from wise_rl.testbed.perception import score_perception
-    from wise_rl.testbed.pretrain import PretrainConfig, pretrain
+    from wise_rl.testbed.pretrain.base_card import CARD_MD
+    from wise_rl.testbed.pretrain.perception import score_perception
+    from wise_rl.testbed.pretrain.run import PretrainConfig, pretrain
 
     if args.score_perception:
         try:

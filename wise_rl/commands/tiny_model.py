@@ -7,7 +7,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wise_rl.testbed.tiny_model import PRESETS
+    from wise_rl.testbed.fixtures.tiny_model import PRESETS
 
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write the model and processor to")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from wise_rl.models import count_parameters, weight_bytes
-    from wise_rl.testbed.tiny_model import build_tiny_model
+    from wise_rl.testbed.fixtures.tiny_model import build_tiny_model
 
     path = build_tiny_model(args.out, preset=args.preset, seed=args.seed, image_size=args.image_size)
     config = AutoConfig.from_pretrained(path)

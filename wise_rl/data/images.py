@@ -31,17 +31,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from wise_rl.errors import ImageError  # noqa: F401  (re-exported)
+
 WHITE = (255, 255, 255)
 ORIENTATION_TAG = 0x0112
-
-
-class ImageError(ValueError):
-    """An image source that cannot be read (what and why in the message). ``code``: ``missing_value`` (no image
-    given) or ``unreadable_image``."""
-
-    def __init__(self, message: str, code: str = "unreadable_image"):
-        super().__init__(message)
-        self.code = code
 
 
 def source_bytes(src: Any, base_dir: str | os.PathLike | None = None) -> tuple[bytes, str | None]:

@@ -14,7 +14,7 @@ LISA's evaluation reads them (``utils/dataset.py`` ValDataset, ``utils/data_proc
   sample whose target is empty: ``gt_bbox`` and ``gt_points`` are None, ``gt_mask`` holds no 1. It scores IoU 1 when
   the prediction is empty too, else 0 (``wise_rl.metrics``: LISA adds 1 where the union is 0).
 
-Errors are ``_RowError`` s of ``wise_rl.data.rowtools`` (counted or raised by ``load_source``): ``unreadable_json``,
+Errors are ``_RowError`` s of ``wise_rl.data._rowtools`` (counted or raised by ``load_source``): ``unreadable_json``,
 ``missing_column``, ``empty_query``, ``unreadable_image``, ``bad_polygon``.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from wise_rl.data import rowtools  # the row helpers the loaders share; it imports no loader
+from wise_rl.data import _rowtools as rowtools
 from wise_rl.data.schema import IGNORE_INDEX
 
 TEXTS = ("first", "all")

@@ -1,12 +1,12 @@
 """Every data source → rows in the one sample schema (``wise_rl/data/schema.py``), ground truth in the model frame:
 ``load_source(src, ...)`` → ``datasets.Dataset`` with ``sample_features(with_original_mask)``.
 
-Sources (``wise_rl.data.sources``): a ``datasets.Dataset`` / ``DatasetDict``, a ``save_to_disk`` folder, parquet /
+Sources (``wise_rl.data._sources``): a ``datasets.Dataset`` / ``DatasetDict``, a ``save_to_disk`` folder, parquet /
 jsonl / json files or a folder of them, a LISA raw folder (``NAME.jpg`` + ``NAME.json``), a hub name.
 Kinds (auto-detected from the columns / files; force one with ``kind=``): ``refcocog``, ``reasonseg``, ``schema``
-(``wise_rl.data.converters``: columns, frames and ids per kind) and ``lisa`` (``wise_rl.data.lisa``: read as LISA's
+(``wise_rl.data._converters``: columns, frames and ids per kind) and ``lisa`` (``wise_rl.data.lisa``: read as LISA's
 evaluation reads it, first text per image unless ``lisa_texts="all"``; no-object samples have ``gt_bbox`` None).
-Shared pieces (errors, cell readers, masks → bbox/points, image re-encoding): ``wise_rl.data.rowtools``.
+Shared pieces (errors, cell readers, masks → bbox/points, image re-encoding): ``wise_rl.data._rowtools``.
 
 Validation: a bad row raises :class:`DataError` naming the source, the row (index and id), the column and the reason.
 With ``skip_invalid=True`` bad rows are skipped instead, never silently: a warning logs the counts per reason, and
@@ -26,10 +26,10 @@ from datasets import Dataset, concatenate_datasets
 from tqdm.auto import tqdm
 
 from wise_rl import frames
-from wise_rl.data.converters import _dataset_rows
-from wise_rl.data.rowtools import KINDS, REQUIRED_COLUMNS, DataError
+from wise_rl.data._converters import _dataset_rows
+from wise_rl.data._rowtools import KINDS, REQUIRED_COLUMNS, DataError
+from wise_rl.data._sources import _check_columns, _detect_kind, _extra_columns, _resolve
 from wise_rl.data.schema import sample_features
-from wise_rl.data.sources import _check_columns, _detect_kind, _extra_columns, _resolve
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from wise_rl import formats, model_info, training, training_logs
+from wise_rl import formats, training
+from wise_rl.models import info as model_info
+from wise_rl.training import logs as training_logs
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from wise_rl import model_info, training
+from wise_rl import training
+from wise_rl.models import info as model_info
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ def _machine() -> str:
     if torch.cuda.is_available():
         dev = torch.cuda.get_device_name()
     else:
-        from wise_rl.precision import describe_cpu
+        from wise_rl.training.precision import describe_cpu
 
         dev = f"CPU {describe_cpu()}, fp32 unless bf16 is set"
     return f"{dev}, {os.cpu_count()} cores visible, torch {torch.__version__} with {torch.get_num_threads()} threads"

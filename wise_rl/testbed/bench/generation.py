@@ -35,7 +35,7 @@ def describe_generation_model(settings: dict[str, Any]) -> str:
     return (f"{start} SFT-trained for {s['steps']} steps "
             f"(batch {s['batch_size']}, lr {s['lr']:g}, warmup + cosine) on {s['scenes']} ShapeWorld train scenes "
             f"({s['image_size']} px, seed {s['seed']}) × {len(s['train_prompts'])} rows each, an equal mix of "
-            f"{mix}; completion-only loss through wise_rl.testbed.pretrain.make_trainer (transformers.Trainer + TRL's VLM "
+            f"{mix}; completion-only loss through wise_rl.testbed.pretrain.run.make_trainer (transformers.Trainer + TRL's VLM "
             "collator) on wise_rl.training.sft_rows rows")
 
 
@@ -48,7 +48,7 @@ def build_generation_model(out_dir: str | os.PathLike, preset: str = "tiny", sce
     A random-weight ``preset`` model is SFT-trained on ``scenes`` ShapeWorld train scenes, each turned into one
     row per prompt of ``train_prompts`` by :func:`wise_rl.training.sft_rows` (``verbose`` → ``<think>detailed
     </think><answer>…</answer>``; ``wise-s`` / ``wise-train`` → ``<think>concise</think><answer>…</answer><d_think>
-    detailed</d_think>``), shuffled together, with the project's SFT trainer (:func:`wise_rl.testbed.pretrain.make_trainer`:
+    detailed</d_think>``), shuffled together, with the project's SFT trainer (:func:`wise_rl.testbed.pretrain.run.make_trainer`:
     TRL's VLM collator, prompt and completion tokenised separately, completion-only loss). A folder that already
     holds a model built with the same settings (``bench_model.json``) is reused. ``init``: start from that model
     folder (e.g. the ShapeWorld base) instead of a random ``preset``; ``prompt_style``: the wording of the prompts
@@ -58,9 +58,9 @@ def build_generation_model(out_dir: str | os.PathLike, preset: str = "tiny", sce
     from datasets import concatenate_datasets
 
     from wise_rl.models import load_model, load_processor
-    from wise_rl.testbed.pretrain import PretrainConfig, make_trainer
+    from wise_rl.testbed.fixtures.tiny_model import build_tiny_model
+    from wise_rl.testbed.pretrain.run import PretrainConfig, make_trainer
     from wise_rl.testbed.shapeworld import generate_dataset
-    from wise_rl.testbed.tiny_model import build_tiny_model
     from wise_rl.training import sft_rows
 
     for p in train_prompts:

@@ -140,7 +140,7 @@ def bench_grpo_step(steps: int = 12, rounds: int = 4, config: str | os.PathLike 
     import torch
     from transformers import set_seed
 
-    from wise_rl.testbed.tiny_model import build_tiny_model
+    from wise_rl.testbed.fixtures.tiny_model import build_tiny_model
 
     if steps < 1 or rounds < 1:
         raise ValueError(f"steps and rounds must be >= 1 (got {steps}, {rounds})")

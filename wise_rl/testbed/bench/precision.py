@@ -5,7 +5,7 @@ a step) on the same model (default the shipped ShapeWorld base) and data, once w
 ``bf16: true``; ``steps`` timed steps after one warm-up step, interleaved over ``rounds`` so load drifts hit both.
 Reports the median s/step of each and the ratio bf16 / fp32 next to the CPU model and its bf16 flags: on a CPU
 without AMX / AVX512-BF16 the ratio is large (torch's reference bf16 GEMM), which is why the recipes default to fp32
-on CPUs (:mod:`wise_rl.precision`).
+on CPUs (:mod:`wise_rl.training.precision`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def bench_precision(steps: int = 3, rounds: int = 2, config: str | None = None, 
     (or the file given as ``write``). ``dataset`` defaults to 64 ShapeWorld scenes built here."""
     import torch
 
-    from wise_rl.precision import cpu_flags
+    from wise_rl.training.precision import cpu_flags
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -98,7 +98,7 @@ def bench_precision(steps: int = 3, rounds: int = 2, config: str | None = None, 
                 "| precision | median s / step |\n| --- | --- |\n"
                 f"| fp32 | {fp32:.3f} |\n| bf16 autocast | {bf16:.3f} |\n\n"
                 f"**bf16 / fp32 = {bf16 / fp32:.2f}×** on this CPU. The recipes default to fp32 on every CPU "
-                "(`wise_rl/precision.py`): on one without native bf16 the same step was 8.4× slower in bf16 (AMD "
+                "(`wise_rl/training/precision.py`): on one without native bf16 the same step was 8.4× slower in bf16 (AMD "
                 "Zen 3, 1 thread, 16 × 300 tokens, 2026-11-29).\n")
         write_section("Precision", body, DOC if write is True else Path(write))
     return result

@@ -30,8 +30,8 @@ def bench_rewards(device: str | None = None, repeats: int = 5, n_prompts: int = 
     import torch
     from transformers import AutoTokenizer
 
+    from rewards import clear_parse_cache as clear_cache
     from rewards import get_reward
-    from rewards._parse import clear_cache
     from rewards.distillation import default_device, default_embedding_folder
 
     if threads:

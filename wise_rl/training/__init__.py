@@ -1,0 +1,279 @@
+"""Everything the training recipes (``wise_rl/scripts/sft.py``, ``wise_rl/scripts/grpo.py``) need, so that the
+scripts stay thin: resume, logging, the sample callback, ``train_and_save``; the rest is re-exported from
+
+- :mod:`wise_rl.training.checks`: ``validate_sft_args`` / ``validate_grpo_args`` (before anything heavy loads),
+- :mod:`wise_rl.training.data`: ``load_training_dataset``, ``sft_rows``, ``grpo_rows``,
+- :mod:`wise_rl.training.model`: ``ensure_model``, processor, quantization, LoRA, ``model_init_kwargs``, freezing,
+- :mod:`wise_rl.training.rewards`: ``build_reward_funcs``, ``check_reward_columns``, length diagnostics,
+- :mod:`wise_rl.training.recipe_args` / :mod:`wise_rl.training.script_args`: parsing and the script-argument dataclasses.
+
+The recipes follow open-r1: ``TrlParser`` reads a YAML file (``--config FILE``) plus command-line overrides into
+three dataclasses — the script arguments, TRL's ``SFTConfig`` / ``GRPOConfig`` / ``RLOOConfig`` and TRL's
+``ModelConfig`` — then data → model → trainer → ``train()`` → save (crash safety: docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from wise_rl import formats
+from wise_rl.errors import ConfigError  # re-exported: callers catch training.ConfigError
+from wise_rl.training import checkpoints
+from wise_rl.training.checks import (  # noqa: F401  (re-exported: the scripts and tests call training.validate_*)
+    prompt_templates,
+    sft_prompt_template,
+    validate_grpo_args,
+    validate_sft_args,
+)
+from wise_rl.training.data import grpo_rows, is_grounding_row, load_training_dataset, sft_rows  # noqa: F401
+from wise_rl.training.model import (  # noqa: F401  (re-exported: the scripts call training.ensure_model etc.)
+    VISION_TOWER_NAMES,
+    apply_freezing,
+    build_processor,
+    describe_model,
+    ensure_model,
+    freeze_vision_tower,
+    maybe_init_cpu_deepspeed,
+    model_init_kwargs,
+    peft_config,
+    quantization_config,
+)
+from wise_rl.training.recipe_args import (  # noqa: F401  (re-exported: recipes, demo, bench and tests call training.parse_*)
+    ALGORITHMS,
+    PRESETS_DIR,
+    RECIPES_DIR,
+    load_config,
+    parse_grpo_args,
+    parse_sft_args,
+    run_from_command_line,
+)
+from wise_rl.training.rewards import (  # noqa: F401  (re-exported: the scripts call training.build_reward_funcs etc.)
+    build_reward_funcs,
+    check_reward_columns,
+    completion_lengths,
+    reward_options,
+    with_length_diagnostics,
+)
+from wise_rl.training.script_args import (  # noqa: F401  (re-exported: callers use training.SFTScriptArguments etc.)
+    DEFAULT_SFT_PROMPT,
+    LORA_TARGETS,
+    SFT_TARGET_MODES,
+    WISE_REWARDS,
+    GRPOScriptArguments,
+    SFTScriptArguments,
+    WiseScriptArguments,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints and resume (the checks themselves live in wise_rl.training.checkpoints)
+# ----------------------------------------------------------------------------------------------------------------
+def _truthy(value) -> bool:
+    return value in ("true", "True", True)
+
+
+def resolve_resume(script_args: WiseScriptArguments, training_args) -> str | None:
+    """The checkpoint to resume from: ``resume_from_checkpoint`` (a folder, or ``true`` = last in output_dir), else
+    the last complete checkpoint in output_dir when ``resume`` (the default), else None (fresh start).
+
+    Incomplete checkpoints in output_dir are moved to ``output_dir/incomplete/`` (main process only); an explicit
+    folder that is not complete is a :class:`ConfigError` saying why."""
+    from accelerate import PartialState
+
+    requested = training_args.resume_from_checkpoint
+    if requested in ("false", "False", False):
+        return None
+    state = PartialState()
+    if requested not in (None, "", "true", "True", True):
+        problem = checkpoints.checkpoint_problem(requested)
+        if problem:
+            raise ConfigError(f"resume_from_checkpoint: {requested} is not a complete checkpoint ({problem})")
+        return str(requested)
+    if _truthy(requested) or script_args.resume:
+        with state.main_process_first():  # only the main process moves incomplete folders
+            last = checkpoints.last_complete_checkpoint(training_args.output_dir, quarantine=state.is_main_process)
+        if last is None and _truthy(requested):
+            raise ConfigError(f"resume_from_checkpoint: true, but {training_args.output_dir} has no complete checkpoint")
+        if last is not None:
+            logger.info("resuming from %s", last)
+        return last
+    return None
+
+
+def finished_summary(script_args: WiseScriptArguments, training_args) -> dict[str, Any] | None:
+    """When ``output_dir`` holds a run that already trained as far as this configuration asks (its ``DONE``
+    marker), the summary of that run (``finished: True``) for the recipe to return without loading anything; None
+    otherwise. A larger ``max_steps`` (or more epochs) resumes and extends it; ``--resume false`` starts over."""
+    if not script_args.resume or training_args.resume_from_checkpoint in ("false", "False", False):
+        return None
+    if training_args.resume_from_checkpoint not in (None, "", "true", "True", True):
+        return None  # an explicit checkpoint: the user asks to train from it
+    done = checkpoints.finished_run(training_args.output_dir, training_args.max_steps, training_args.num_train_epochs)
+    if done is None:
+        return None
+    logger.warning("%s already holds a finished run (step %d): nothing to do. Raise max_steps to extend it, or pass "
+                   "--resume false to start over (its checkpoints are kept aside).", training_args.output_dir,
+                   done["global_step"])
+    return {"global_step": done["global_step"], "resumed_from": None, "finished": True}
+
+
+# Re-exported for callers of the earlier API.
+TRAINER_STATE = checkpoints.TRAINER_STATE
+is_complete_checkpoint = checkpoints.is_complete_checkpoint
+last_complete_checkpoint = checkpoints.last_complete_checkpoint
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Logging
+# ----------------------------------------------------------------------------------------------------------------
+def _trainer_callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class SampleCompletionsCallback(_trainer_callback_base()):
+    """Every ``every`` optimizer steps, generate greedily for ``rows`` (fixed training prompts) and append
+    ``{"step", "id", "prompt", "target", "completion"}`` lines to ``output_dir/samples.jsonl``; also logs them.
+
+    All processes generate (ZeRO-3 needs every rank inside ``generate``); the main process writes.
+    """
+
+    def __init__(self, processor, rows: list[dict], every: int, max_new_tokens: int = 128):
+        self.processor, self.rows, self.every, self.max_new_tokens = processor, rows, every, max_new_tokens
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every <= 0 or not self.rows or state.global_step % self.every or model is None:
+            return
+        import torch
+        from trl.data_utils import prepare_multimodal_messages
+
+        from wise_rl.models import eval_mode
+
+        records = []
+        with eval_mode(model):
+            for row in self.rows:
+                messages = prepare_multimodal_messages(row["prompt"], images=[row["image"]])
+                text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                enc = self.processor(text=[text], images=[row["image"]], return_tensors="pt")
+                enc = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in enc.items()}
+                with torch.no_grad():
+                    out = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False)
+                completion = self.processor.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                records.append({"step": state.global_step, "id": row.get("id"),
+                                "target": formats.completion_text(row.get("completion")), "completion": completion})
+        if state.is_world_process_zero:
+            path = Path(args.output_dir) / "samples.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                for rec in records:
+                    f.write(json.dumps(rec) + "\n")
+            for rec in records:
+                logger.info("step %d sample %s: %s", rec["step"], rec["id"], " ".join(rec["completion"].split())[:200])
+
+
+def sample_rows(dataset, count: int) -> list[dict]:
+    """The first ``count`` rows as plain dicts (for :class:`SampleCompletionsCallback`)."""
+    rows = []
+    for i in range(min(count, len(dataset))):
+        row = dict(dataset[i])
+        row.setdefault("id", str(i))
+        rows.append(row)
+    return rows
+
+
+def configure_logging(training_args) -> None:
+    """Python / transformers / datasets log levels from ``log_level`` (main process) like open-r1.
+
+    The recipe's own news (what is trained, trainable parameters, resuming from …, model saved to …) is INFO from
+    this project's loggers: at the default ``log_level: passive`` the main process shows it and the libraries stay
+    at their default (warnings); other processes show warnings only, so each line appears once."""
+    import datasets
+    import transformers
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    level = training_args.get_process_log_level()
+    own = level
+    if training_args.log_level == "passive" and training_args.should_log:
+        own = logging.INFO
+    for name in ("wise_rl", "recipes", "rewards"):
+        logging.getLogger(name).setLevel(own)
+    logger.setLevel(own)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    # Deprecation notices raised from inside the libraries' training step (TRL asks for a renamed attribute at every
+    # step): shown once, not once per step.
+    warnings.filterwarnings("once", category=FutureWarning, module=r"(transformers|trl|accelerate|peft)\.")
+
+
+def save_final(trainer, processor, output_dir) -> None:
+    """Save the final model (adapter when PEFT) + processor into ``output_dir``, then the ``DONE`` marker (written
+    last: its presence means the files beside it are the final model of its step)."""
+    trainer.save_model(output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(output_dir)
+        checkpoints.write_done(output_dir, trainer.state.global_step, trainer.state.max_steps,
+                               trainer.args.num_train_epochs)
+    trainer.accelerator.wait_for_everyone()
+
+
+def _at_end(checkpoint: str, training_args) -> bool:
+    """The checkpoint already reached this configuration's last step (a run killed after its final save)."""
+    state = json.loads((Path(checkpoint) / checkpoints.TRAINER_STATE).read_text(encoding="utf-8"))
+    return checkpoints.reached_end(int(state["global_step"]), state, training_args.max_steps,
+                                   training_args.num_train_epochs)
+
+
+def _restore_final_checkpoint(trainer, checkpoint: str) -> dict[str, Any]:
+    """Load the weights and state of a checkpoint that already reached the last step, without training (resuming
+    it through ``trainer.train`` would run one step past ``max_steps``)."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / checkpoints.TRAINER_STATE))
+    logger.info("%s is the last step (%d): saving it as the final model without training", checkpoint,
+                trainer.state.global_step)
+    return {}
+
+
+def train_and_save(trainer, processor, script_args: WiseScriptArguments, training_args, train_rows) -> dict[str, Any]:
+    """Train (resuming from the last complete checkpoint when there is one), save metrics, state and the final model.
+
+    Crash safety (docs/ARCHITECTURE.md, "Runs that crash"): resumed weights are the checkpoint's
+    (:func:`wise_rl.training.checkpoints.restore_weights_on_resume`); a checkpoint that already reached the last step is
+    saved as the final model without training; ``--resume false`` in a used folder moves the earlier run's
+    checkpoints aside; a full disk raises :class:`wise_rl.outdir.DiskFullError` naming output_dir.
+
+    Returns the run's summary: ``global_step``, ``resumed_from``, the model description and the train metrics.
+    """
+    from wise_rl.outdir import disk_full_errors
+
+    model_info = describe_model(trainer.model)
+    logger.info("model: %s", model_info)
+    checkpoints.restore_weights_on_resume(trainer)
+    checkpoint = resolve_resume(script_args, training_args)
+    if checkpoint is None and (not script_args.resume or training_args.resume_from_checkpoint in ("false", "False")):
+        if trainer.accelerator.is_main_process:
+            checkpoints.set_aside_previous_run(training_args.output_dir)
+        trainer.accelerator.wait_for_everyone()
+    with disk_full_errors(training_args.output_dir, "saving a checkpoint"):
+        if checkpoint is not None and _at_end(checkpoint, training_args):
+            metrics = _restore_final_checkpoint(trainer, checkpoint)
+        else:
+            metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
+    metrics["train_samples"] = len(train_rows)
+    with disk_full_errors(training_args.output_dir, "saving the final model"):
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        save_final(trainer, processor, training_args.output_dir)
+    logger.info("model saved to %s", training_args.output_dir)
+    if hasattr(trainer, "end"):
+        trainer.end()
+    return {"global_step": trainer.state.global_step, "resumed_from": checkpoint, **model_info, **metrics}

@@ -1,0 +1,136 @@
+"""Training rows from sample-schema rows (docs/ARCHITECTURE.md, the data path)::
+
+    load_training_dataset(script_args) rows in the sample schema
+      ├─ sft_rows:  {"image", "prompt": [user turn], "completion": [assistant turn]}   (completion-only loss)
+      └─ grpo_rows: {"image", "prompt": [user turn], gt_* …}                           (gt columns reach rewards)
+
+The prompt and the completion are separate columns, so TRL tokenises them separately, exactly as generation sees
+the prompt: tokenising ``prompt + target`` as one string would change the BPE split at the boundary.
+Messages carry string content; TRL's ``prepare_multimodal_messages`` puts the image placeholder before the text of
+the user turn, and reads the single ``image`` column as ``images=[image]``.
+
+``dataset: shapeworld`` is built by the testbed in :func:`load_training_dataset`: one of the core's seams into the
+testbed (docs/ARCHITECTURE.md, "Core and testbed").
+"""
+
+from __future__ import annotations
+
+import logging
+
+from wise_rl import formats
+from wise_rl.errors import ConfigError
+from wise_rl.training.checks import prompt_templates
+from wise_rl.training.script_args import SFT_TARGET_MODES, WiseScriptArguments
+
+logger = logging.getLogger(__name__)
+
+
+def load_training_dataset(script_args: WiseScriptArguments):
+    """The training rows in the sample schema (``datasets.Dataset``)."""
+    spec = script_args.dataset
+    if spec == "shapeworld":
+        from wise_rl.testbed.shapeworld import generate_dataset
+
+        dd = generate_dataset(
+            n_train=script_args.shapeworld_rows, n_test=0, seed=script_args.shapeworld_seed,
+            image_size=script_args.shapeworld_image_size,
+        )
+        ds = dd["train"]
+        if script_args.dataset_limit is not None:
+            ds = ds.select(range(min(script_args.dataset_limit, len(ds))))
+        return ds
+    from wise_rl.data.loaders import load_source
+
+    ds = load_source(
+        spec, split=script_args.dataset_split, model_size=script_args.model_size,
+        skip_invalid=script_args.skip_invalid, limit=script_args.dataset_limit,
+        lisa_texts="all",  # LISA folders: every text is a training query (evaluation keeps the first)
+    )
+    if len(ds) == 0:
+        raise ConfigError(f"dataset: {spec!r} (split {script_args.dataset_split!r}) has no rows")
+    return ds
+
+
+def _user_turn(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def is_grounding_row(index: int, share: float) -> bool:
+    """Row ``index`` is a grounding row when the running count ``floor((index + 1) · share)`` steps up there: the
+    share is met on every prefix of the rows, not only on average."""
+    return int((index + 1) * share) > int(index * share)
+
+
+def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding_share: float = 0.0):
+    """SFT rows ``{"image", "prompt": [user turn], "completion": [assistant turn]}`` from sample-schema rows.
+
+    The target is ``formats.build_target(concise, answer_dict(gt_bbox, gt_points), detailed, target_mode)``.
+    A row without the rationale the mode needs (``concise`` and ``detailed`` for ``wise``, ``detailed`` for
+    ``verbose``) raises a ``ValueError`` naming its id: build rationales first with ``wise-rl build-sft``.
+    ``prompt_template`` may be a comma-separated list: row ``i`` gets template ``i mod len(list)``.
+    ``grounding_share`` of the rows (:func:`is_grounding_row`) get the ``answer-only`` prompt and the answer block
+    alone instead. Rows without ``gt_bbox`` (LISA's no-object samples) have nothing to answer: skipped, with a
+    logged count.
+    """
+    if not 0 <= grounding_share < 1:
+        raise ValueError(f"grounding_share must be in [0, 1), got {grounding_share}")
+    if target_mode not in SFT_TARGET_MODES:
+        raise ValueError(f"target_mode {target_mode!r} unknown; expected one of {', '.join(SFT_TARGET_MODES)}")
+    templates = prompt_templates(prompt_template)
+    if not templates:
+        raise ValueError("prompt_template is empty")
+    for template in templates:
+        formats.render_prompt(template, "probe")  # unknown template → ValueError now, not inside map
+    needed = {"wise": ("concise", "detailed"), "verbose": ("detailed",), "answer": ()}[target_mode]
+    missing_cols = [c for c in ("query", "gt_bbox", "gt_points", *needed) if c not in dataset.column_names]
+    if missing_cols:
+        raise ValueError(f"SFT data lacks column(s) {missing_cols} needed for target_mode {target_mode!r}")
+
+    def convert(index, row_id, query, bbox, points, concise=None, detailed=None):
+        for name, value in (("concise", concise), ("detailed", detailed)):
+            if name in needed and not (value or "").strip():
+                raise ValueError(
+                    f"SFT row {row_id!r}: empty {name!r} rationale (target_mode {target_mode!r}); "
+                    "build rationales with `wise-rl build-sft` first"
+                )
+        answer = formats.answer_dict(bbox, points)
+        if is_grounding_row(index, grounding_share):
+            return {"prompt": _user_turn(formats.render_prompt("answer-only", query)),
+                    "completion": [{"role": "assistant", "content": formats.build_target("", answer, "", "answer")}]}
+        target = formats.build_target(concise or "", answer, detailed or "", target_mode)
+        return {
+            "prompt": _user_turn(formats.render_prompt(templates[index % len(templates)], query)),
+            "completion": [{"role": "assistant", "content": target}],
+        }
+
+    inputs = ["id", "query", "gt_bbox", "gt_points", "concise", "detailed"]
+    inputs = [c for c in inputs if c in dataset.column_names]
+    if "id" not in inputs:
+        dataset = dataset.add_column("id", [str(i) for i in range(len(dataset))])
+        inputs.insert(0, "id")
+
+    def fn(*cols):
+        *cols, index = cols
+        kw = dict(zip(inputs, cols))
+        return convert(index, kw["id"], kw["query"], kw["gt_bbox"], kw["gt_points"], kw.get("concise"), kw.get("detailed"))
+
+    no_object = [i for i, box in enumerate(dataset["gt_bbox"]) if box is None]
+    if no_object:  # LISA's no-object samples: an empty target, nothing to answer — a counted skip
+        logger.warning("SFT: skipping %d of %d rows without gt_bbox (no-object samples: empty target)",
+                       len(no_object), len(dataset))
+        dataset = dataset.select(sorted(set(range(len(dataset))) - set(no_object)))
+    drop = [c for c in dataset.column_names if c != "image"]
+    return dataset.map(fn, input_columns=inputs, remove_columns=drop, with_indices=True, desc="SFT rows")
+
+
+def grpo_rows(dataset, prompt_template: str = "wise-train"):
+    """GRPO/RLOO rows: every sample-schema column kept (``image`` plus ``gt_*`` for the rewards) and a
+    conversational ``prompt`` (the user turn; TRL inserts the image placeholder before its text)."""
+    formats.render_prompt(prompt_template, "probe")
+    if "query" not in dataset.column_names or "image" not in dataset.column_names:
+        raise ValueError(f"GRPO data needs 'query' and 'image' columns, has {dataset.column_names}")
+    drop = ["prompt"] if "prompt" in dataset.column_names else []
+    return dataset.map(
+        lambda q: {"prompt": _user_turn(formats.render_prompt(prompt_template, q))},
+        input_columns=["query"], remove_columns=drop, desc="GRPO rows",
+    )
