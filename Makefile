@@ -1,9 +1,12 @@
-# Two set-up commands: `make demo` and `make test`. Both build .venv from scratch when needed.
+# Two set-up commands: `make demo` and `make test`. Both build .venv from scratch when needed,
+# from the lock: every package at the version (and file hash) that CI tested.
+# `make lock` refreshes the lock from pyproject.toml's ranges and runs the suite.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-# The CPU wheel of torch 2.13.0 lies on local disk here; on a GPU box the same pin pulls the CUDA build.
+LOCK   := requirements/cpu.lock
+# The CPU wheel of torch 2.13.0 lies on local disk here (pip's find-links); `make lock` pins torch to it.
 # Never add torchvision next to the CPU torch (see README, "Installing").
 TORCH_PIN ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
@@ -14,17 +17,30 @@ export TRANSFORMERS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: install test lint demo demo-long clean
+.PHONY: install lock test lint demo demo-long clean
 
-$(STAMP): pyproject.toml Makefile
+# pip first, at its locked version (its line and --hash lines cut out of the lock); then the whole lock,
+# hash-checked (pip refuses any package the lock leaves out); then wise_rl itself, editable, adding nothing.
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH_PIN)"
-	$(PIP) install -q -e ".[dev]" "$(TORCH_PIN)"
+	awk '/^pip==/{p=1} p{print} p && !/\\$$/{p=0}' $(LOCK) | $(PIP) install -q --require-hashes -r /dev/stdin
+	$(PIP) install -q --require-hashes -r $(LOCK)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PIP) check
 	@$(PY) -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed next to the CPU torch' if u.find_spec('torchvision') else 0)"
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve the lock from pyproject.toml's ranges (newest versions inside them, torch held at TORCH_PIN),
+# with pip's own resolver and this machine's pip config, then install it and run the suite.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(VENV)/bin/pip-compile || $(PIP) install -q "pip-tools>=7.5"
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --upgrade --generate-hashes \
+	    --allow-unsafe --strip-extras --extra dev --no-emit-index-url --no-emit-find-links \
+	    --upgrade-package "$(TORCH_PIN)" --output-file $(LOCK) pyproject.toml
+	$(MAKE) test
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check wise_rl rewards recipes tests
