@@ -294,114 +294,24 @@ def _num(x, digits=1) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _target_value(value) -> str:
+    """A target's value in the report's table: a mapping as "k 0.12, …", a float to 3 decimals, none as "–"."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:.2f}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "–" if value is None else str(value)
+
+
 def report_markdown(report: dict[str, Any]) -> str:
-    p = report["profile"]
-    lines = [
-        f"# WISE demo on ShapeWorld — profile `{p['name']}`", "",
-        f"Base model: `{report['base_model']}` ({report['base'].get('source')}). Test split: {p['eval_n']} scenes "
-        f"(seed {p['seed']}, {p['image_size']} px). Generated {report['date']} on {report['machine']}.", "",
-        "| variant | prompt | acc@0.5 % | box acc@0.5 % | gIoU % | cIoU % | format valid % | think tok | "
-        "completion tok | latency s/sample |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    rows = [("base", report["base"])] + list(report["variants"].items())
-    for name, m in rows:
-        lines.append(f"| {name} | {m.get('prompt') or '–'} | {_pct(m.get('acc50'))} | {_pct(m.get('box_acc50'))} | "
-                     f"{_pct(m.get('gIoU'))} | {_pct(m.get('cIoU'))} | {_pct(m.get('format_valid'))} | "
-                     f"{_num(m.get('think_tokens_mean'))} | {_num(m.get('completion_tokens_mean'))} | "
-                     f"{_num(m.get('latency_s_mean'), 4)} |")
-    lines.append(f"| random shape | – | – | {_pct(report.get('random_shape_acc50'))} | – | – | – | 0 | – | – |")
-    lines += [
-        "",
-        "acc@0.5 = share of test scenes whose box-decoded prediction has mask IoU ≥ 0.5 with the queried shape "
-        "(LISA protocol, `wise-rl eval`); a perfect box reaches only ≈ 0.5 mask IoU on a triangle. Box acc@0.5 = "
-        "box IoU > 0.5 against the ground-truth box, the measure of the random-shape baseline (box a random shape "
-        "of the scene). Think tokens: the `<think>` content, policy tokenizer. verbose: arm (a) with the verbose "
-        "prompt; wise / wise-s: arm (b) (SFT + GRPO) with the WISE inference prompts (the prompt column names each "
-        "template), generation stopped at `</answer>`; wise-s-sft: arm (b) before GRPO, WISE-S prompt.", "",
-    ]
-    if p.get("prompt_style") == "compact":
-        lines += [
-            "Prompts: the compact wordings of the same requests (`*-compact` in `wise_rl/formats.py`: same tags, "
-            "layouts and stop strings). The official prompts put 100–130 tokens of instructions between the "
-            "question and the answer; this 1 M-parameter model does not learn to ground across that in a CPU "
-            "budget. Real models keep the official prompts (`prompt_style: official`).", "",
-        ]
-    naming = report["base"].get("naming")
-    if naming:
-        lines += [
-            f"What the base sees, in words (its card, {naming['n']} held-out scenes, \"which shape is …? Name it.\"): "
-            f"it names the queried shape's colour and kind in {_pct(naming['name_acc'])} % of the scenes (naming "
-            f"a random shape of the scene: {_pct(naming['random_shape'])} %) and some shape of the scene in "
-            f"{_pct(naming['name_in_scene'])} % (a blind guess: {_pct(naming.get('random_guess'))} %). Every "
-            "rationale, concise or detailed, names shapes; a base that cannot name them bounds the accuracy of both "
-            "rationale arms, whatever the SFT and GRPO do.", "",
-        ]
-    probe = report["base"].get("vision_probe")
-    if probe:
-        lines += [
-            f"A linear probe on the base's vision token that holds each shape ({probe['n_scored']} shapes scored) "
-            f"reads its colour {_pct(probe['colour_acc'])} % of the time (most frequent colour "
-            f"{_pct(probe['colour_majority'])} %) and its kind {_pct(probe['kind_acc'])} % (most frequent kind "
-            f"{_pct(probe['kind_majority'])} %).", "",
-        ]
-    families = report["base"].get("by_family")
-    if families:
-        lines += ["The base's box acc@0.5 per query family (its card) beside boxing a random shape: " + "; ".join(
-            f"{name} {_pct(f['box_acc50'])} % ({_pct(f['random_shape_acc50'])} %)" for name, f in families.items())
-            + ".", ""]
-    lines += [
-        "## Targets", "", "| target | value | threshold | pass |", "|---|---|---|---|",
-    ]
-    for name, t in report["targets"].items():
-        value = t["value"]
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v:.2f}" for k, v in value.items())
-        elif isinstance(value, float):
-            value = f"{value:.3f}"
-        note = f" ({t['note']})" if t.get("note") else ""
-        lines.append(f"| {name} | {value if value is not None else '–'} | {t['threshold']} | "
-                     f"{'PASS' if t['pass'] else 'fail'}{note} |")
-    b = report["budget"]
-    lines += [
-        "", "## Budget", "",
-        f"Same budget = {b['rule']} ({b['sequences_per_step']} sequences per optimizer step).", "",
-        f"- verbose arm: SFT {b['verbose']['sft_steps']} steps ({b['verbose']['sft_targets']} targets)",
-        f"- WISE arm: SFT {b['wise']['sft_steps']} steps ({b['wise']['sft_targets']} targets) + GRPO "
-        f"{b['wise']['grpo_steps']} steps ({b['wise']['grpo_completions']} completions = {b['wise']['grpo_prompts']} "
-        f"prompts × {b['wise']['num_generations']})",
-        "", "## GRPO trend (first vs last logging window)", "",
-    ]
-    trend = report.get("grpo_trend") or {}
-    if trend:
-        lines.append(f"{trend['logged_steps']} logged steps, window {trend['window']}.")
-        lines.append("")
-        for k, v in trend.items():
-            if isinstance(v, dict):
-                se = (f" (± {v['first_se']:.3f} → ± {v['last_se']:.3f} standard error)"
-                      if v.get("first_se") or v.get("last_se") else "")
-                lines.append(f"- {k}: {v['first']:.3f} → {v['last']:.3f}{se}")
-    else:
-        lines.append("(no GRPO log)")
-    same = report.get("grpo_same_prompts") or {}
-    if same:
-        box = same["box_acc50"]
-        lines += ["", f"## GRPO on the same prompts (`{same['before']}` → `{same['after']}`, {same['n']} test scenes)",
-                  "", f"- box acc@0.5: {_pct(box['before'])} → {_pct(box['after'])} % ({box['gained']} scenes gained, "
-                  f"{box['lost']} lost)", f"- identical completions: {_pct(same['identical'])} %"]
-        tt = same.get("think_tokens")
-        if tt:
-            lines.append(f"- think tokens: {tt['before']:.2f} → {tt['after']:.2f} (paired difference "
-                         f"{tt['diff']:+.2f} ± {tt['diff_se']:.2f} standard error, {tt['n']} scenes)")
-    lines += ["", "## Stage wall times", "", "| stage | wall s | status |", "|---|---|---|"]
-    for stage, t in report["stages"].items():
-        lines.append(f"| {stage} | {_num(t.get('wall_s'))} | {t.get('status')} |")
-    if report.get("arms_wall_s"):
-        lines += ["", "Arm wall times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report["arms_wall_s"].items())]
-    if report["figures"]:
-        lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in report["figures"]]
-    lines.append("")
-    return "\n".join(lines)
+    """``report.md``, rendered from ``wise_rl/templates/demo_report.md.jinja`` (the keys: the module docstring and
+    :func:`write_report`). Raises ``jinja2.UndefinedError`` when a key every report has is missing."""
+    from wise_rl.testbed.pretrain.base_card import template_environment
+
+    env = template_environment()
+    env.filters.update(pct=_pct, num=_num, target_value=_target_value, stem=lambda f: Path(f).stem,
+                       basename=lambda f: Path(f).name)
+    return env.get_template("demo_report.md.jinja").render(report=report)
 
 
 def _machine() -> str:
