@@ -33,6 +33,16 @@ class DiskFullError(WiseRLError, OSError):
     """Writing under a folder failed because its disk is full; the message names the folder and the free space."""
 
 
+class ModelFolderError(WiseRLError, ValueError):
+    """A model folder that cannot load (a config that does not parse, a truncated or missing weight file); the
+    message names the file and what is wrong."""
+
+
+class RunIdentityError(WiseRLError, ValueError):
+    """An output folder holds another run (another base model, adapter, dataset or hyper-parameters) than the one
+    asked to resume or re-run; the message lists each difference."""
+
+
 class CheckpointError(WiseRLError, RuntimeError):
     """A checkpoint cannot be used as it is; the message names the folder and what is wrong."""
 

@@ -190,7 +190,7 @@ def test_a_finished_run_is_left_alone_and_extends_or_starts_over_on_request(tiny
     args = argv("sft", tiny_model_dir, shapeworld_dir, out)
     assert run("sft", args)["global_step"] == 4
     final = weights(out)
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
     ckpts = sorted(p.name for p in out.glob("checkpoint-*"))
     assert ckpts == ["checkpoint-2", "checkpoint-4"]
 
@@ -199,7 +199,7 @@ def test_a_finished_run_is_left_alone_and_extends_or_starts_over_on_request(tiny
             summary = run("sft", args)
         assert summary == {"global_step": 4, "resumed_from": None, "finished": True}
         assert "already holds a finished run (step 4)" in caplog.text
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lock"} == stamps
     assert max_abs_diff(weights(out), final) == 0.0
 
     extended = run("sft", args + ["--max_steps", "6"])
@@ -210,7 +210,8 @@ def test_a_finished_run_is_left_alone_and_extends_or_starts_over_on_request(tiny
     assert fresh["resumed_from"] is None and fresh["global_step"] == 2
     previous = list(out.glob("previous-*"))
     assert len(previous) == 1
-    assert sorted(p.name for p in previous[0].iterdir()) == ["DONE", "checkpoint-4", "checkpoint-6"]
+    assert sorted(p.name for p in previous[0].iterdir()) == ["DONE", "checkpoint-4", "checkpoint-6",
+                                                                "run_identity.json"]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
 
 

@@ -18,8 +18,9 @@ use it).
 
 ``python -m wise_rl.scripts.grpo``, ``wise-rl grpo CONFIG`` and ``recipes/grpo.py`` run the same :func:`cli`.
 
-Shape (open-r1): parse → data → model → trainer → train → save; re-running the same command resumes (weights
-included), and leaves a finished run alone.
+Shape (open-r1): parse → data → model → trainer → train → save; the run holds ``output_dir``; re-running the same
+command resumes (weights included), leaves a finished run alone, and refuses a different run naming each difference
+(``wise_rl.training.identity``); SIGTERM / SIGINT save a checkpoint at the end of the current step and exit 143 / 130.
 """
 
 from __future__ import annotations
@@ -38,22 +39,32 @@ def main(script_args, training_args, model_args) -> dict:
     # ---- checks first: nothing heavy is loaded when a value is wrong
     training.validate_grpo_args(script_args, training_args, model_args)
     training.configure_logging(training_args)
-    finished = training.finished_summary(script_args, training_args)
+    with training.hold_output_dir(training_args, f"wise-rl {script_args.algorithm}"):  # one writer per output_dir
+        return _run(script_args, training_args, model_args)
+
+
+def _run(script_args, training_args, model_args) -> dict:
+    from wise_rl.models.folder_check import check_model_folder
+
+    check_model_folder(training.ensure_model(script_args, model_args), "model_name_or_path")
+    dataset = training.load_training_dataset(script_args)
+    run_identity, finished = training.begin_run(script_args, training_args, model_args, dataset)
     if finished is not None:  # a finished run is left alone (raise max_steps to extend it)
         return finished
     training.maybe_init_cpu_deepspeed()
-    trainer, processor, train_rows = build_trainer(script_args, training_args, model_args)
+    trainer, processor, train_rows = build_trainer(script_args, training_args, model_args, dataset)
     training.apply_freezing(trainer.model, script_args)
     if trainer.accelerator.is_main_process:  # how to prompt the result: read by wise-rl eval / infer
         model_info.write(training_args.output_dir, model_info.training_record(
             [script_args.prompt_template or "wise-train"], script_args.algorithm))
 
     # ---- train (resuming when a complete checkpoint exists) and save
-    return training.train_and_save(trainer, processor, script_args, training_args, train_rows)
+    return training.train_and_save(trainer, processor, script_args, training_args, train_rows, run_identity)
 
 
-def build_trainer(script_args, training_args, model_args):
-    """data → model → rewards → trainer, for validated arguments (``wise-rl bench grpo-step`` times this too)."""
+def build_trainer(script_args, training_args, model_args, dataset=None):
+    """data → model → rewards → trainer, for validated arguments (``wise-rl bench grpo-step`` times this too);
+    ``dataset``: the rows already loaded (default: :func:`wise_rl.training.load_training_dataset`)."""
     from trl import GRPOTrainer, RLOOTrainer
 
     prompt_template = script_args.prompt_template or "wise-train"
@@ -73,7 +84,8 @@ def build_trainer(script_args, training_args, model_args):
                 model_args.model_name_or_path, training_args.output_dir)
 
     # ---- data: sample-schema rows + a conversational prompt; gt_* columns ride along to the rewards
-    dataset = training.load_training_dataset(script_args)
+    if dataset is None:
+        dataset = training.load_training_dataset(script_args)
     train_rows = training.grpo_rows(dataset, prompt_template)
     logger.info("%d training prompts", len(train_rows))
 

@@ -10,9 +10,12 @@ TRL prompt–completion pairs, tokenised separately as generation sees them.
 
 ``python -m wise_rl.scripts.sft``, ``wise-rl sft CONFIG`` and ``recipes/sft.py`` run the same :func:`cli`.
 
-Shape (open-r1): parse → data → model → trainer → train → save. Re-running the same command resumes from the last
-complete checkpoint in ``output_dir`` (weights included); a finished run is left alone (a larger ``max_steps``
-extends it); ``--resume_from_checkpoint PATH`` picks one; ``--resume false`` starts over.
+Shape (open-r1): parse → data → model → trainer → train → save. The run holds ``output_dir`` (one writer per
+folder). Re-running the same command resumes from the last complete checkpoint in ``output_dir`` (weights
+included); a finished run is left alone (a larger ``max_steps`` extends it); a different run (base model, adapter,
+data, hyper-parameters: ``wise_rl.training.identity``) is refused naming each difference;
+``--resume_from_checkpoint PATH`` picks one; ``--resume false`` starts over. SIGTERM / SIGINT save a checkpoint
+at the end of the current step and exit 143 / 130.
 """
 
 from __future__ import annotations
@@ -27,12 +30,22 @@ logger = logging.getLogger(__name__)
 
 
 def main(script_args, training_args, model_args) -> dict:
-    from trl import SFTTrainer
-
     # ---- checks first: nothing heavy is loaded when a value is wrong
     training.validate_sft_args(script_args, training_args, model_args)
     training.configure_logging(training_args)
-    finished = training.finished_summary(script_args, training_args)
+    with training.hold_output_dir(training_args, "wise-rl sft"):  # one writer per output_dir
+        return _run(script_args, training_args, model_args)
+
+
+def _run(script_args, training_args, model_args) -> dict:
+    from trl import SFTTrainer
+
+    from wise_rl.models.folder_check import check_model_folder
+
+    model_path = training.ensure_model(script_args, model_args)
+    check_model_folder(model_path, "model_name_or_path")
+    dataset = training.load_training_dataset(script_args)
+    run_identity, finished = training.begin_run(script_args, training_args, model_args, dataset)
     if finished is not None:  # a finished run is left alone (raise max_steps to extend it)
         return finished
     training.maybe_init_cpu_deepspeed()
@@ -41,13 +54,11 @@ def main(script_args, training_args, model_args) -> dict:
                 model_args.model_name_or_path, training_args.output_dir)
 
     # ---- data: sample-schema rows → prompt/completion rows
-    dataset = training.load_training_dataset(script_args)
     train_rows = training.sft_rows(dataset, prompt_template, script_args.target_mode, script_args.grounding_share)
     logger.info("%d training rows; first target: %s", len(train_rows),
                 train_rows[0]["completion"][0]["content"][:200])
 
     # ---- model: a path + init kwargs (QLoRA needs the path), processor, optional LoRA / 4-bit
-    model_path = training.ensure_model(script_args, model_args)
     processor = training.build_processor(script_args, model_args)
     training_args.model_init_kwargs = training.model_init_kwargs(training_args, model_args)
 
@@ -74,7 +85,7 @@ def main(script_args, training_args, model_args) -> dict:
                          model_info.training_record(training.prompt_templates(prompt_template), "sft"))
 
     # ---- train (resuming when a complete checkpoint exists) and save
-    return training.train_and_save(trainer, processor, script_args, training_args, train_rows)
+    return training.train_and_save(trainer, processor, script_args, training_args, train_rows, run_identity)
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ three dataclasses — the script arguments, TRL's ``SFTConfig`` / ``GRPOConfig``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
@@ -22,7 +23,7 @@ from typing import Any
 
 from wise_rl import formats
 from wise_rl.errors import ConfigError  # re-exported: callers catch training.ConfigError
-from wise_rl.training import checkpoints
+from wise_rl.training import checkpoints, identity, preemption
 from wise_rl.training.checks import (  # noqa: F401  (re-exported: the scripts and tests call training.validate_*)
     prompt_templates,
     sft_prompt_template,
@@ -106,21 +107,73 @@ def resolve_resume(script_args: WiseScriptArguments, training_args) -> str | Non
     return None
 
 
-def finished_summary(script_args: WiseScriptArguments, training_args) -> dict[str, Any] | None:
+def _resuming(script_args: WiseScriptArguments, training_args) -> bool:
+    return bool(script_args.resume) and training_args.resume_from_checkpoint not in ("false", "False", False)
+
+
+def _explicit_checkpoint(training_args) -> str | None:
+    requested = training_args.resume_from_checkpoint
+    return None if requested in (None, "", "true", "True", True, "false", "False", False) else str(requested)
+
+
+def finished_summary(script_args: WiseScriptArguments, training_args,
+                     run_identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """When ``output_dir`` holds a run that already trained as far as this configuration asks (its ``DONE``
-    marker), the summary of that run (``finished: True``) for the recipe to return without loading anything; None
-    otherwise. A larger ``max_steps`` (or more epochs) resumes and extends it; ``--resume false`` starts over."""
-    if not script_args.resume or training_args.resume_from_checkpoint in ("false", "False", False):
+    marker, checked against the weights beside it), the summary of that run (``finished: True``) for the recipe
+    to return without training; None otherwise. A larger ``max_steps`` (or more epochs) resumes and extends it;
+    ``--resume false`` starts over. With ``run_identity``, a finished run of another identity is refused
+    (:class:`~wise_rl.errors.RunIdentityError`, each difference named), extension or not."""
+    if not _resuming(script_args, training_args) or _explicit_checkpoint(training_args):
+        return None  # starting over, or an explicit checkpoint: the user asks to train from it
+    record = checkpoints.read_done(training_args.output_dir)
+    if record is None:
         return None
-    if training_args.resume_from_checkpoint not in (None, "", "true", "True", True):
-        return None  # an explicit checkpoint: the user asks to train from it
-    done = checkpoints.finished_run(training_args.output_dir, training_args.max_steps, training_args.num_train_epochs)
-    if done is None:
+    if run_identity is not None:
+        identity.refuse_if_different(record.get("identity"), run_identity,
+                                     Path(training_args.output_dir, checkpoints.DONE_FILE), "re-running it")
+    step = int(record["global_step"])
+    if not checkpoints.reached_end(step, record, training_args.max_steps, training_args.num_train_epochs):
         return None
     logger.warning("%s already holds a finished run (step %d): nothing to do. Raise max_steps to extend it, or pass "
-                   "--resume false to start over (its checkpoints are kept aside).", training_args.output_dir,
-                   done["global_step"])
-    return {"global_step": done["global_step"], "resumed_from": None, "finished": True}
+                   "--resume false to start over (its checkpoints are kept aside).", training_args.output_dir, step)
+    return {"global_step": step, "resumed_from": None, "finished": True}
+
+
+def _last_complete_quietly(output_dir) -> str | None:
+    found = [p for _, p in checkpoints.list_checkpoints(output_dir) if checkpoints.checkpoint_problem(p) is None]
+    return str(found[-1]) if found else None
+
+
+def begin_run(script_args: WiseScriptArguments, training_args, model_args, dataset) -> tuple[dict, dict | None]:
+    """``(identity, finished summary or None)`` of the run asked for, on the loaded ``dataset``; before the model
+    loads. Raises :class:`~wise_rl.errors.RunIdentityError` when the finished run in ``output_dir`` or the
+    checkpoint a resume would start from (its ``run_identity.json``, else ``output_dir``'s) is another run."""
+    from accelerate import PartialState
+
+    ident = identity.run_identity(script_args, training_args, model_args, dataset, PartialState().num_processes)
+    finished = finished_summary(script_args, training_args, ident)
+    if finished is not None or not _resuming(script_args, training_args):
+        return ident, finished
+    ckpt = _explicit_checkpoint(training_args) or _last_complete_quietly(training_args.output_dir)
+    if ckpt is not None and Path(ckpt).is_dir():
+        recorded = identity.read_identity(ckpt) or identity.read_identity(training_args.output_dir)
+        identity.refuse_if_different(recorded, ident, ckpt, "resuming from it")
+    return ident, None
+
+
+@contextlib.contextmanager
+def hold_output_dir(training_args, what: str):
+    """Hold ``output_dir`` (:func:`wise_rl.outdir.hold_folder`) for the block, from the main process only (under
+    accelerate / DeepSpeed every process runs the recipe; the others wait for it at the first collective)."""
+    from accelerate import PartialState
+
+    from wise_rl.outdir import hold_folder
+
+    if not PartialState().is_main_process:
+        yield Path(training_args.output_dir)
+        return
+    with hold_folder(training_args.output_dir, what) as folder:
+        yield folder
 
 
 # Re-exported for callers of the earlier API.
@@ -212,14 +265,29 @@ def configure_logging(training_args) -> None:
     warnings.filterwarnings("once", category=FutureWarning, module=r"(transformers|trl|accelerate|peft)\.")
 
 
-def save_final(trainer, processor, output_dir) -> None:
-    """Save the final model (adapter when PEFT) + processor into ``output_dir``, then the ``DONE`` marker (written
-    last: its presence means the files beside it are the final model of its step)."""
+def save_final(trainer, processor, output_dir, identity: dict[str, Any] | None = None) -> None:
+    """Save the final model (adapter when PEFT) + processor into ``output_dir``, then the ``DONE`` marker.
+
+    An earlier ``DONE`` is removed first and the new one is written last, with the digest of the weights beside it
+    (:func:`wise_rl.models.folder_check.weights_digest`) and the run's ``identity``: a save killed midway leaves no
+    marker, and a marker that does not match the weights is reported as stale. ``wise_rl.json`` gets the digest
+    too."""
+    from wise_rl.models import info as model_info
+    from wise_rl.models.folder_check import weights_digest
+
+    main = trainer.accelerator.is_main_process
+    if main:
+        Path(output_dir, checkpoints.DONE_FILE).unlink(missing_ok=True)
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(output_dir)
-    if trainer.accelerator.is_main_process:
+    if main:
         processor.save_pretrained(output_dir)
+        digest = weights_digest(output_dir)
+        record = model_info.read(output_dir) if model_info.find(output_dir) == Path(output_dir, model_info.FILENAME) else None
+        if record is not None:
+            model_info.write(output_dir, record | {"weights_digest": digest})
         checkpoints.write_done(output_dir, trainer.state.global_step, trainer.state.max_steps,
-                               trainer.args.num_train_epochs)
+                               trainer.args.num_train_epochs, weights_digest=digest, identity=identity)
     trainer.accelerator.wait_for_everyone()
 
 
@@ -242,13 +310,16 @@ def _restore_final_checkpoint(trainer, checkpoint: str) -> dict[str, Any]:
     return {}
 
 
-def train_and_save(trainer, processor, script_args: WiseScriptArguments, training_args, train_rows) -> dict[str, Any]:
+def train_and_save(trainer, processor, script_args: WiseScriptArguments, training_args, train_rows,
+                   run_identity: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (resuming from the last complete checkpoint when there is one), save metrics, state and the final model.
 
     Crash safety (docs/ARCHITECTURE.md, "Runs that crash"): resumed weights are the checkpoint's
     (:func:`wise_rl.training.checkpoints.restore_weights_on_resume`); a checkpoint that already reached the last step is
     saved as the final model without training; ``--resume false`` in a used folder moves the earlier run's
-    checkpoints aside; a full disk raises :class:`wise_rl.outdir.DiskFullError` naming output_dir.
+    checkpoints aside; a full disk raises :class:`wise_rl.outdir.DiskFullError` naming output_dir. ``run_identity``
+    (:func:`begin_run`) is written to ``output_dir``, every checkpoint and ``DONE``. SIGTERM / SIGINT end the current
+    step, save ``checkpoint-N`` and raise ``SystemExit(143 / 130)`` (:mod:`wise_rl.training.preemption`).
 
     Returns the run's summary: ``global_step``, ``resumed_from``, the model description and the train metrics.
     """
@@ -258,22 +329,46 @@ def train_and_save(trainer, processor, script_args: WiseScriptArguments, trainin
     logger.info("model: %s", model_info)
     checkpoints.restore_weights_on_resume(trainer)
     checkpoint = resolve_resume(script_args, training_args)
-    if checkpoint is None and (not script_args.resume or training_args.resume_from_checkpoint in ("false", "False")):
-        if trainer.accelerator.is_main_process:
+    main = trainer.accelerator.is_main_process
+    if checkpoint is None and not _resuming(script_args, training_args):
+        if main:
             checkpoints.set_aside_previous_run(training_args.output_dir)
         trainer.accelerator.wait_for_everyone()
+    if run_identity is not None:
+        if main:
+            identity.write_identity(training_args.output_dir, run_identity)
+        trainer.add_callback(identity.IdentityCallback(run_identity))
     with disk_full_errors(training_args.output_dir, "saving a checkpoint"):
         if checkpoint is not None and _at_end(checkpoint, training_args):
             metrics = _restore_final_checkpoint(trainer, checkpoint)
         else:
-            metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
+            metrics = _train(trainer, checkpoint, training_args.output_dir)
     metrics["train_samples"] = len(train_rows)
     with disk_full_errors(training_args.output_dir, "saving the final model"):
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()
-        save_final(trainer, processor, training_args.output_dir)
+        save_final(trainer, processor, training_args.output_dir, run_identity)
     logger.info("model saved to %s", training_args.output_dir)
     if hasattr(trainer, "end"):
         trainer.end()
     return {"global_step": trainer.state.global_step, "resumed_from": checkpoint, **model_info, **metrics}
+
+
+def _train(trainer, checkpoint: str | None, output_dir) -> dict[str, Any]:
+    """``trainer.train`` with SIGTERM / SIGINT turned into a saved checkpoint and ``SystemExit(128 + signal)``."""
+    import threading
+
+    callback = preemption.PreemptionCallback()
+    trainer.add_callback(callback)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        callback.install()
+    try:
+        metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
+    finally:
+        if in_main_thread:
+            callback.uninstall()
+        trainer.remove_callback(callback)
+    preemption.exit_if_interrupted(callback, output_dir)
+    return metrics

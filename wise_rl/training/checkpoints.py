@@ -21,21 +21,22 @@ run alone. This module holds the pieces of that contract that do not depend on t
   initial weights with the restored optimizer and step count. The workaround renames the checkpoint's keys with the
   model's own conversion mapping (the one ``from_pretrained`` applies) and refuses to continue when any parameter
   is still missing. LoRA adapters and DeepSpeed / FSDP checkpoints load through transformers unchanged.
-* :func:`finished_run` / :func:`write_done`: ``output_dir/DONE`` records the step, ``max_steps`` and epochs a run
-  finished with; a re-run asking for no more is a no-op.
+* :func:`finished_run` / :func:`write_done` / :func:`read_done`: ``output_dir/DONE`` records the step, ``max_steps``
+  and epochs a run finished with, the digest of its final weights and the run's identity; a re-run asking for no
+  more is a no-op; a marker whose digest does not match the weights beside it is stale and not trusted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import struct
 import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from wise_rl.errors import CheckpointError  # noqa: F401  (re-exported)
+from wise_rl.models.folder_check import safetensors_problem
 
 logger = logging.getLogger(__name__)
 
@@ -51,28 +52,6 @@ _TORCH_ARCHIVES = ("optimizer.pt", "scheduler.pt", "scaler.pt")
 # ----------------------------------------------------------------------------------------------------------------
 # Completeness
 # ----------------------------------------------------------------------------------------------------------------
-def _safetensors_problem(path: Path) -> str | None:
-    """None when ``path`` has a parseable safetensors header and is as long as the header says."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                return f"{path.name} is truncated ({size} bytes)"
-            (n,) = struct.unpack("<Q", head)
-            if n > size - 8:
-                return f"{path.name} is truncated (header of {n} bytes, file of {size})"
-            header = json.loads(fh.read(n))
-    except (OSError, ValueError) as exc:
-        return f"{path.name} has no valid safetensors header ({exc})"
-    if not isinstance(header, dict):
-        return f"{path.name} has no valid safetensors header"
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if size < 8 + n + end:
-        return f"{path.name} is truncated ({size} bytes, the header needs {8 + n + end})"
-    return None
-
-
 def checkpoint_problem(path) -> str | None:
     """Why ``path`` is not a complete checkpoint (a short reason), or None when it is complete."""
     path = Path(path)
@@ -102,7 +81,7 @@ def checkpoint_problem(path) -> str | None:
     if not weights and not deepspeed:
         return "no weights (model.safetensors, its shards, adapter_model.safetensors or a DeepSpeed global_step*)"
     for w in weights:
-        problem = _safetensors_problem(w)
+        problem = safetensors_problem(w)
         if problem:
             return problem
     archives = [path / n for n in _TORCH_ARCHIVES] + sorted(path.glob("rng_state*.pth"))
@@ -161,10 +140,40 @@ def last_complete_checkpoint(output_dir, quarantine: bool = True) -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 # Finished runs
 # ----------------------------------------------------------------------------------------------------------------
-def write_done(output_dir, global_step: int, max_steps: int, num_train_epochs: float) -> None:
-    """Mark ``output_dir`` finished: the final model there is the one of ``global_step``."""
-    record = {"global_step": int(global_step), "max_steps": int(max_steps), "num_train_epochs": num_train_epochs}
-    Path(output_dir, DONE_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
+def write_done(output_dir, global_step: int, max_steps: int, num_train_epochs: float,
+               weights_digest: str | None = None, identity: dict[str, Any] | None = None) -> None:
+    """Mark ``output_dir`` finished: the final model there is the one of ``global_step``, whose weights have
+    ``weights_digest`` (:func:`wise_rl.models.folder_check.weights_digest`), trained as ``identity`` says."""
+    record = {"global_step": int(global_step), "max_steps": int(max_steps), "num_train_epochs": num_train_epochs,
+              "weights_digest": weights_digest, "identity": identity}
+    path = Path(output_dir, DONE_FILE)
+    tmp = path.with_name(DONE_FILE + ".tmp")
+    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_done(output_dir) -> dict[str, Any] | None:
+    """The ``DONE`` record of ``output_dir`` when it parses and its ``weights_digest`` (when recorded) matches the
+    weights beside it; None otherwise. A marker that does not parse or describes other weights (a run killed while
+    saving a new final model) is reported as stale and not trusted."""
+    from wise_rl.models.folder_check import weights_digest
+
+    path = Path(output_dir, DONE_FILE)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        int(record["global_step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("%s does not parse (%s): the run is treated as unfinished", path, exc)
+        return None
+    recorded = record.get("weights_digest")
+    if recorded is not None and recorded != weights_digest(output_dir):
+        logger.warning("%s is stale: it describes the weights of step %s, but the model beside it has other weights "
+                       "(a save was interrupted); the run is treated as unfinished and resumes from its last "
+                       "checkpoint", path, record["global_step"])
+        return None
+    return record
 
 
 def reached_end(step: int, recorded: dict[str, Any], max_steps: int, num_train_epochs: float) -> bool:
@@ -178,26 +187,22 @@ def reached_end(step: int, recorded: dict[str, Any], max_steps: int, num_train_e
 
 
 def finished_run(output_dir, max_steps: int, num_train_epochs: float) -> dict[str, Any] | None:
-    """The ``DONE`` record of ``output_dir`` when that run already trained as far as asked, else None (no marker,
-    an unreadable one, or a request to go further: then the run resumes from its last checkpoint)."""
-    path = Path(output_dir, DONE_FILE)
-    if not path.is_file():
+    """The ``DONE`` record of ``output_dir`` (:func:`read_done`: parsed and matching its weights) when that run
+    already trained as far as asked, else None (no marker, a stale one, or a request to go further: then the run
+    resumes from its last checkpoint)."""
+    record = read_done(output_dir)
+    if record is None:
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        step = int(record["global_step"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        logger.warning("%s does not parse (%s): the run is treated as unfinished", path, exc)
-        return None
-    return record if reached_end(step, record, max_steps, num_train_epochs) else None
+    return record if reached_end(int(record["global_step"]), record, max_steps, num_train_epochs) else None
 
 
 def set_aside_previous_run(output_dir) -> Path | None:
-    """Move an earlier run's ``checkpoint-*`` folders and ``DONE`` into ``output_dir/previous-<unix time>/`` (a
+    """Move an earlier run's ``checkpoint-*`` folders, ``DONE`` and ``run_identity.json`` into ``output_dir/previous-<unix time>/`` (a
     fresh start in a used folder must not resume from, or rotate away, another run's checkpoints). Returns the
     folder they went to, or None when there was nothing to move."""
     out = Path(output_dir)
-    movable = [p for _, p in list_checkpoints(out)] + ([out / DONE_FILE] if (out / DONE_FILE).is_file() else [])
+    markers = [out / name for name in (DONE_FILE, "run_identity.json") if (out / name).is_file()]
+    movable = [p for _, p in list_checkpoints(out)] + markers
     if not movable:
         return None
     dest = out / f"previous-{int(time.time() * 1000)}"

@@ -1,0 +1,84 @@
+"""Preemption-safe training: SIGTERM (what SLURM and Kubernetes send before they kill) or SIGINT (Ctrl-C) ends
+the current optimizer step, saves a complete ``checkpoint-N`` and stops; a second signal exits at once.
+
+:class:`PreemptionCallback` is a ``transformers.TrainerCallback``: the signal handler only sets a flag; at the next
+``on_step_end`` the callback sets ``control.should_save`` and ``control.should_training_stop``, so the Trainer saves
+and stops through its own machinery (no forked loop). Under several processes the flag is reduced with MAX across
+ranks at each step end, so every rank saves and stops at the same step (a signal that reached one rank only is
+enough). :func:`exit_if_interrupted` then logs "interrupted at step N; checkpoint-N saved; re-run the same command
+to resume" and raises ``SystemExit(128 + signal)`` (143 for SIGTERM, 130 for SIGINT); the final model and ``DONE``
+are not written, so the re-run resumes from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+logger = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class PreemptionCallback(_callback_base()):
+    """Install with :meth:`install` (main thread) before ``trainer.train``; :meth:`uninstall` restores the
+    previous handlers. ``signum`` is the signal received (None: none), ``stopped_at`` the step saved."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.stopped_at: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # the second signal: no more waiting
+            os._exit(128 + signum)
+        self.signum = signum
+        logger.warning("received %s: finishing the current step, then saving a checkpoint (send it again to exit "
+                       "at once)", signal.Signals(signum).name)
+
+    def install(self) -> None:
+        for sig in SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _any_rank_signalled(self, args) -> int | None:
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.signum
+        flag = torch.tensor([self.signum or 0], device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item()) or None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        signum = self._any_rank_signalled(args)
+        if signum is not None:
+            self.signum = self.signum or signum
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def exit_if_interrupted(callback: PreemptionCallback, output_dir) -> None:
+    """After ``trainer.train`` returns: when a signal stopped it, log where and raise ``SystemExit(128 + signal)``."""
+    if callback.signum is None:
+        return
+    step = callback.stopped_at
+    if step is None:  # the signal came after the last step ended: the run finished normally
+        return
+    logger.warning("interrupted at step %d; checkpoint-%d saved in %s; re-run the same command to resume", step,
+                   step, output_dir)
+    raise SystemExit(128 + int(callback.signum))
