@@ -1,4 +1,5 @@
-"""Loading Qwen2(.5)-VL checkpoints: processors without torchvision, models with optional quantization, LoRA.
+"""Loading checkpoints of the supported families (:mod:`wise_rl.models.families`: Qwen2-VL, Qwen2.5-VL, Qwen3-VL
+dense and MoE, Qwen3.5): processors without torchvision, models with optional quantization, LoRA.
 
 - :func:`load_processor` (path, pixel bounds) → a multimodal processor, never a bare tokenizer;
   :func:`set_pixel_bounds` bounds the image processor's resize.
@@ -11,9 +12,9 @@
 A path that is meant as a local folder but does not exist raises ``FileNotFoundError`` naming it
 (:func:`check_model_location`) instead of a hub-id validation error.
 
-Loading without torchvision: transformers 5.x ``AutoProcessor`` insists on a video processor for Qwen2(.5)-VL, which
+Loading without torchvision: transformers 5.x ``AutoProcessor`` insists on a video processor for every family, which
 needs torchvision. :func:`load_processor` then uses an image-only subclass of the stock processor (sub-processors
-are derived from ``__init__``'s signature) with ``Qwen2VLImageProcessorPil``; with torchvision the stock classes
+are derived from ``__init__``'s signature) with ``Qwen2VLImageProcessorPil`` (patch 14 or 16, as the folder says); with torchvision the stock classes
 load through ``AutoProcessor``. Either way the result is checked to be a processor with an image processor and a
 tokenizer.
 
@@ -29,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from wise_rl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,10 @@ def _image_only(base: type) -> type:
             self.video_token
         )
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+        for which in ("start", "end"):  # Qwen3VLProcessor reads these; harmless for Qwen2(.5)-VL
+            token = getattr(tokenizer, f"vision_{which}_token", f"<|vision_{which}|>")
+            setattr(self, f"vision_{which}_token", token)
+            setattr(self, f"vision_{which}_token_id", tokenizer.convert_tokens_to_ids(token))
 
     def to_dict(self) -> dict[str, Any]:
         out = base.to_dict(self)
@@ -111,19 +118,23 @@ _IMAGE_ONLY: dict[str, type] = {}
 
 
 def image_only_processor_class(processor_class: str = "Qwen2_5_VLProcessor") -> type:
-    """The image-only subclass of ``Qwen2_5_VLProcessor`` or ``Qwen2VLProcessor`` (built once, then cached)."""
+    """The image-only subclass of a supported family's processor (``Qwen2_5_VLProcessor``, ``Qwen2VLProcessor``,
+    ``Qwen3VLProcessor``; built once, then cached). Another class raises :class:`ConfigError`."""
     if processor_class not in _IMAGE_ONLY:
         import transformers
 
-        if processor_class not in ("Qwen2_5_VLProcessor", "Qwen2VLProcessor"):
-            raise ValueError(f"no image-only variant for {processor_class!r}; expected a Qwen2(.5)-VL processor")
+        from wise_rl.models.families import FAMILIES, PROCESSOR_CLASSES
+
+        if processor_class not in PROCESSOR_CLASSES:
+            raise ConfigError(f"processor_class {processor_class!r} is not one of the supported families' "
+                              f"({', '.join(PROCESSOR_CLASSES)}; families: {', '.join(FAMILIES)})")
         _IMAGE_ONLY[processor_class] = _image_only(getattr(transformers, processor_class))
     return _IMAGE_ONLY[processor_class]
 
 
 def __getattr__(name: str):
     """Expose the image-only processor classes as module attributes (built lazily), so instances pickle."""
-    for base in ("Qwen2_5_VLProcessor", "Qwen2VLProcessor"):
+    for base in ("Qwen2_5_VLProcessor", "Qwen2VLProcessor", "Qwen3VLProcessor"):
         if name == f"ImageOnly{base}":
             return image_only_processor_class(base)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -142,8 +153,10 @@ def _processor_class_name(path: Path) -> str:
         cls = _read_json(path / name).get("processor_class")
         if cls:
             return cls
-    model_type = _read_json(path / "config.json").get("model_type", "")
-    return {"qwen2_vl": "Qwen2VLProcessor"}.get(model_type, "Qwen2_5_VLProcessor")
+    from wise_rl.models.families import family_of_model_type
+
+    model_type = _read_json(path / "config.json").get("model_type")
+    return "Qwen2_5_VLProcessor" if model_type is None else family_of_model_type(model_type).processor_class
 
 
 def _check_processor(processor, where) -> None:
@@ -213,7 +226,7 @@ def check_model_location(path) -> None:
 
 def load_processor(path, min_pixels: int | None = None, max_pixels: int | None = None,
                    trust_remote_code: bool = False):
-    """Load a Qwen2(.5)-VL processor from a local folder (or hub id when online) with or without torchvision.
+    """Load a supported family's processor (:mod:`wise_rl.models.families`) from a local folder (or hub id when online) with or without torchvision.
 
     With torchvision the stock classes load through ``AutoProcessor``; without it (or if that fails or returns a
     bare tokenizer) an image-only subclass of the declared processor class is used with the PIL image processor.
@@ -237,11 +250,11 @@ def load_processor(path, min_pixels: int | None = None, max_pixels: int | None =
             processor = None
     if processor is None:
         cls_name = _processor_class_name(local) if local.is_dir() else "Qwen2_5_VLProcessor"
-        if cls_name not in ("Qwen2_5_VLProcessor", "Qwen2VLProcessor"):
-            raise ValueError(
-                f"{where}: processor_class {cls_name!r} is not a Qwen2(.5)-VL processor; "
-                "wise_rl.models.load_processor supports Qwen2-VL and Qwen2.5-VL checkpoints"
-            )
+        from wise_rl.models.families import FAMILIES, PROCESSOR_CLASSES
+
+        if cls_name not in PROCESSOR_CLASSES:
+            raise ConfigError(f"{where}: processor_class {cls_name!r} is not a supported family's processor "
+                              f"({', '.join(PROCESSOR_CLASSES)}); supported families: {', '.join(FAMILIES)}")
         processor = image_only_processor_class(cls_name).from_pretrained(path, trust_remote_code=trust_remote_code)
         _check_processor(processor, where)
     set_pixel_bounds(processor, min_pixels, max_pixels)
@@ -329,19 +342,21 @@ LANGUAGE_MODEL_LORA_REGEX = (
 ALL_LINEAR_LORA_REGEX = (
     r".*(language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
     r"|visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_proj)"
-    r"|visual\.merger\.mlp\.(0|2))"
+    r"|visual\.merger\.mlp\.(0|2)"
+    r"|visual\.blocks\.\d+\.mlp\.linear_fc(1|2)|visual\.(merger|deepstack_merger_list\.\d+)\.linear_fc(1|2))"
 )
 
 
 def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target: str | list[str] = "language_model",
-                task_type: str = "CAUSAL_LM"):
-    """A peft ``LoraConfig``. ``target``: ``"language_model"`` (default: attention + MLP projections of the language
-    model, via :data:`LANGUAGE_MODEL_LORA_REGEX`; the vision tower's ``gate/up/down_proj`` are left alone),
+                task_type: str = "CAUSAL_LM", family=None):
+    """A peft ``LoraConfig``. ``target``: ``"language_model"`` (default: the linear layers of the language model —
+    ``family.lora_regex`` of a :class:`wise_rl.models.families.Family`, else :data:`LANGUAGE_MODEL_LORA_REGEX`,
+    attention + MLP projections; the vision tower's ``gate/up/down_proj`` are left alone),
     ``"all"`` (also the vision blocks and merger), or an explicit list of module names / a regex string."""
     from peft import LoraConfig
 
     if target == "language_model":
-        modules: str | list[str] = LANGUAGE_MODEL_LORA_REGEX
+        modules: str | list[str] = LANGUAGE_MODEL_LORA_REGEX if family is None else family.lora_regex
     elif target == "all":
         modules = ALL_LINEAR_LORA_REGEX
     elif isinstance(target, (list, tuple)):

@@ -68,9 +68,10 @@ def peft_config(script_args: WiseScriptArguments, model_args):
 
         return get_peft_config(model_args)
     from wise_rl.models import lora_config
+    from wise_rl.models.families import try_detect_family
 
     cfg = lora_config(r=model_args.lora_r, alpha=model_args.lora_alpha, dropout=model_args.lora_dropout,
-                      target=script_args.lora_target)
+                      target=script_args.lora_target, family=try_detect_family(model_args.model_name_or_path))
     cfg.use_rslora, cfg.use_dora = model_args.use_rslora, model_args.use_dora
     if model_args.lora_modules_to_save:
         cfg.modules_to_save = model_args.lora_modules_to_save
