@@ -33,7 +33,6 @@ LONG_FUNCTIONS: dict[str, int] = {
     "wise_rl/testbed/bench/grpo_step.py:bench_grpo_step": 121,
     "wise_rl/testbed/bench/rewards.py:bench_rewards": 92,
     "wise_rl/testbed/pretrain/run.py:make_trainer": 83,
-    "wise_rl/testbed/pretrain/run.py:pretrain": 209,
 }
 # The packages that carry the architecture (a folder per concern, as torchtune and TRL lay theirs out).
 PACKAGES_OF_THE_CORE = ("wise_rl.training", "wise_rl.evaluate", "wise_rl.data", "wise_rl.models", "wise_rl.commands",

@@ -280,21 +280,12 @@ def run_vision_stage(model, processor, config: PretrainConfig, output_dir) -> di
             "head_accuracy": head_accuracy(heads, processor, config.seed, n=200, image_size=config.image_size)}
 
 
-def pretrain(config: PretrainConfig) -> dict[str, Any]:
-    """Train, save (safetensors + processor), evaluate and write ``model_card.md`` + ``card.json`` into
-    ``config.out``; returns the card."""
+def _set_up(config: PretrainConfig) -> Path:
+    """Checks the config, sets torch's threads, the seed and logs the precision; returns the output folder."""
     import torch
     import transformers
-    import trl
-    from datasets import IterableDataset
-
-    from wise_rl.models import count_parameters, load_model, load_processor
-    from wise_rl.testbed.fixtures.tiny_model import build_tiny_model
-    from wise_rl.testbed.pretrain.vision_stage import cell_px
 
     config.validate()
-    prompt_mix = parse_prompt_mix(config.prompt_mix)
-    family_weights = parse_family_weights(config.family_weights)
     if config.threads:
         torch.set_num_threads(config.threads)
     elif not torch.cuda.is_available():
@@ -305,77 +296,56 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     transformers.set_seed(config.seed)
-    wall0 = time.perf_counter()
+    return out
 
-    with tempfile.TemporaryDirectory(prefix="wise-rl-pretrain-") as tmp:
-        init = Path(config.init) if config.init else build_tiny_model(Path(tmp) / "init", preset=config.preset,
-                                                                          seed=config.seed,
-                                                                          image_size=config.image_size)
-        processor = load_processor(init)
-        model = load_model(init, dtype=torch.float32)
-        n_params = count_parameters(model)
 
-        # Held-out rows: the test split of the same seed (disjoint from the training stream).
-        from wise_rl.testbed.shapeworld import centre_box_baseline, generate_dataset, random_shape_baseline
+def _train_grounding(model, processor, config: PretrainConfig, tmp: Path, timer: DataTimer, clock: TrainClock,
+                     callback) -> tuple[Any, dict[str, Any]]:
+    """The grounding stage on the stream of fresh scenes; returns the trained model and the stage's record."""
+    from datasets import IterableDataset
 
-        n_held = max(config.eval_n, config.curve_n if config.curve_every else 0)
-        test = generate_dataset(0, n_held, seed=config.seed, image_size=config.image_size, progress=False)["test"]
-        curve_rows = [test[i] for i in range(min(config.curve_n, len(test)))] if config.curve_every else []
+    from wise_rl.testbed.pretrain.vision_stage import cell_px
 
-        stages: list[dict[str, Any]] = []
-        if config.vision_steps:
-            stages.append(run_vision_stage(model, processor, config, Path(tmp) / "vision"))
+    family_weights = parse_family_weights(config.family_weights)
+    gen_kwargs = {"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk, "timer": timer,
+                  "describe_share": config.describe_share, "start": config.stream_start,
+                  "prompt_mix": parse_prompt_mix(config.prompt_mix), "family_weights": family_weights,
+                  "name_share": config.name_share, "named_box_share": config.named_box_share,
+                  "described_box_share": config.described_box_share, "reasoned_box_share": config.reasoned_box_share,
+                  "cell": cell_px(processor) if config.attention_weight or config.cell_words else None,
+                  "cell_words": config.cell_words}
+    train_ds = IterableDataset.from_generator(stream_rows, gen_kwargs=gen_kwargs)
+    trainer = make_trainer(model, processor, train_ds, config, output_dir=tmp / "trainer", timer=timer, clock=clock,
+                           callbacks=[callback])
+    # Start the clocks after construction (nothing before the first step is training).
+    timer.__init__()
+    clock.__init__()
+    trainer.train()
+    steps = trainer.state.global_step
+    record = {"stage": "grounding", "steps": steps, "samples": steps * config.batch_size,
+              "train_s": round(clock.seconds(), 1), "vision_lr_scale": config.vision_lr_scale,
+              "merger_lr_scale": config.merger_lr_scale, "attention_weight": config.attention_weight,
+              "cell_word_weight": config.cell_word_weight, "word_attention_weight": config.word_attention_weight,
+              "family_weights": family_weights, "named_box_share": config.named_box_share,
+              "described_box_share": config.described_box_share, "reasoned_box_share": config.reasoned_box_share}
+    return trainer.model, record
 
-        timer, clock = DataTimer(), TrainClock()
-        callback = _trainer_callback(config, clock, timer, processor, curve_rows, init=init)
-        steps = 0
-        if config.grounding:
-            train_ds = IterableDataset.from_generator(
-                stream_rows, gen_kwargs={"seed": config.seed, "image_size": config.image_size, "chunk": config.chunk,
-                                         "timer": timer, "describe_share": config.describe_share,
-                                         "start": config.stream_start, "prompt_mix": prompt_mix,
-                                         "family_weights": family_weights,
-                                         "name_share": config.name_share,
-                                         "named_box_share": config.named_box_share,
-                                         "described_box_share": config.described_box_share,
-                                         "reasoned_box_share": config.reasoned_box_share,
-                                         "cell": cell_px(processor) if config.attention_weight or config.cell_words
-                                         else None, "cell_words": config.cell_words})
-            trainer = make_trainer(model, processor, train_ds, config, output_dir=Path(tmp) / "trainer",
-                                   timer=timer, clock=clock, callbacks=[callback])
-            # Start the clocks after construction (nothing before the first step is training).
-            timer.__init__()
-            clock.__init__()
-            trainer.train()
-            model = trainer.model
-            steps = trainer.state.global_step
-            stages.append({"stage": "grounding", "steps": steps, "samples": steps * config.batch_size,
-                           "train_s": round(clock.seconds(), 1), "vision_lr_scale": config.vision_lr_scale,
-                           "merger_lr_scale": config.merger_lr_scale, "attention_weight": config.attention_weight,
-                           "cell_word_weight": config.cell_word_weight,
-                           "word_attention_weight": config.word_attention_weight,
-                           "family_weights": family_weights,
-                           "named_box_share": config.named_box_share,
-                           "described_box_share": config.described_box_share,
-                           "reasoned_box_share": config.reasoned_box_share})
-        train_s, train_cpu_s = clock.seconds(), clock.cpu_seconds()
-        samples = steps * config.batch_size
 
-        for p in model.parameters():  # a frozen tower is saved and reloaded like every other weight
-            p.requires_grad_(True)
-        _save_model(model, init, out)
-        (out / PARTIAL_JSON).unlink(missing_ok=True)
+def _evaluate(config: PretrainConfig, out: Path, test) -> dict[str, Any]:
+    """Held-out evaluation through the project's eval path, on the saved folder (as every user will load it): the
+    answer-only prompt, the other trained wordings, naming, the baselines and the vision probe; ``eval_s`` in s."""
+    import torch
 
-    # Held-out evaluation through the project's eval path, on the saved folder (as every user will load it).
-    eval_metrics, box = {}, {}
-    eval_s = 0.0
+    from wise_rl.evaluate import EvalConfig, HFGenerator, read_samples, run_eval
+    from wise_rl.models import load_model, load_processor
+    from wise_rl.testbed.shapeworld import centre_box_baseline, random_shape_baseline
+
+    result: dict[str, Any] = {"eval_metrics": {}, "box": {}, "baselines": {}, "examples": [], "by_prompt": {},
+                              "naming": None, "by_family": {}, "probe": None, "eval_s": 0.0}
+    t0 = time.perf_counter()
     if config.eval_n:
-        from wise_rl.evaluate import EvalConfig, HFGenerator, read_samples, run_eval
-
-        t0 = time.perf_counter()
         eval_ds = test.select(range(config.eval_n))
-        eval_proc = load_processor(out)
-        eval_model = load_model(out, dtype=torch.float32).eval()
+        eval_proc, eval_model = load_processor(out), load_model(out, dtype=torch.float32).eval()
         eval_dir = out / EVAL_DIR
         if eval_dir.exists():
             shutil.rmtree(eval_dir)
@@ -383,109 +353,141 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
                           split="test", prompt=PROMPT, batch_size=config.eval_batch_size,
                           max_new_tokens=config.max_new_tokens, model_size=config.image_size)
         gen = HFGenerator(eval_model, eval_proc, PROMPT, config.max_new_tokens)
-        eval_metrics = run_eval(ecfg, eval_dir, generator=gen, tokenizer=eval_proc.tokenizer, dataset=eval_ds,
-                                progress=config.progress)
+        result["eval_metrics"] = run_eval(ecfg, eval_dir, generator=gen, tokenizer=eval_proc.tokenizer,
+                                          dataset=eval_ds, progress=config.progress)
         records = {r["id"]: r for r in read_samples(eval_dir / "samples.jsonl")}
         ids = [str(i) for i in eval_ds["id"]]
         answers = [records[i].get("answer") for i in ids]
-        box = box_scores(answers, list(eval_ds["gt_bbox"]))
-        by_family = family_box_scores(answers, [eval_ds[k] for k in range(len(eval_ds))], seed=config.seed)
-        # The other wordings the run trained on: the same scenes, the answer block scored the same way.
         eval_rows = [eval_ds[k] for k in range(len(eval_ds))]
-        by_prompt = {name: quick_eval(eval_model, eval_proc, eval_rows, config.eval_batch_size,
-                                      config.max_new_tokens, prompt=name)
-                     for name in prompt_mix if name != PROMPT}
-        naming = (name_eval(eval_model, eval_proc, naming_rows(config.seed, config.eval_n, config.image_size),
-                            config.eval_batch_size) if config.name_share else None)
-        eval_s = time.perf_counter() - t0
-        baselines = {"random_shape": random_shape_baseline(eval_ds, seed=config.seed),
-                     "centre_box": centre_box_baseline(eval_ds)}
-        examples = [{"query": eval_ds[k]["query"], "gt_bbox": [round(v, 1) for v in eval_ds[k]["gt_bbox"]],
-                     "completion": records[ids[k]]["completion"]} for k in range(min(3, len(ids)))]
-    else:
-        baselines, examples, by_prompt, naming, by_family = {}, [], {}, None, {}
-    probe = None
+        result["box"] = box_scores(answers, list(eval_ds["gt_bbox"]))
+        result["by_family"] = family_box_scores(answers, eval_rows, seed=config.seed)
+        # The other wordings the run trained on: the same scenes, the answer block scored the same way.
+        result["by_prompt"] = {name: quick_eval(eval_model, eval_proc, eval_rows, config.eval_batch_size,
+                                                config.max_new_tokens, prompt=name)
+                               for name in parse_prompt_mix(config.prompt_mix) if name != PROMPT}
+        if config.name_share:
+            result["naming"] = name_eval(eval_model, eval_proc,
+                                         naming_rows(config.seed, config.eval_n, config.image_size),
+                                         config.eval_batch_size)
+        result["baselines"] = {"random_shape": random_shape_baseline(eval_ds, seed=config.seed),
+                               "centre_box": centre_box_baseline(eval_ds)}
+        result["examples"] = [{"query": eval_ds[k]["query"], "gt_bbox": [round(v, 1) for v in eval_ds[k]["gt_bbox"]],
+                               "completion": records[ids[k]]["completion"]} for k in range(min(3, len(ids)))]
     if config.probe_n:
-        t0 = time.perf_counter()
         probe_model = load_model(out, dtype=torch.float32).eval()
-        probe = vision_probe(probe_model, load_processor(out),
-                             naming_rows(config.seed, config.probe_n, config.image_size))
-        eval_s += time.perf_counter() - t0
+        result["probe"] = vision_probe(probe_model, load_processor(out),
+                                       naming_rows(config.seed, config.probe_n, config.image_size))
+    result["eval_s"] = time.perf_counter() - t0
+    return result
 
-    losses = [h["loss"] for h in callback.history]
-    data_s, data_cpu_s = timer.seconds, timer.cpu_seconds
-    # A continued run (--init) is re-created by its init's commands first, then its own.
+
+def _lineage(config: PretrainConfig, stages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The commands that made the ``--init`` model, and every stage that made this one, each with the command that
+    ran it and its machine (a continued run is re-created by its init's commands first, then its own)."""
     init_card_path = Path(config.init) / CARD_JSON if config.init else None
     lineage, earlier_stages = [], []
     if init_card_path is not None and init_card_path.is_file():
         init_card = json.loads(init_card_path.read_text(encoding="utf-8"))
         lineage = [*init_card.get("lineage", []), init_card["command"]]
-        # every stage that made this model, each with the command that ran it (and where: the card's machine)
         earlier_stages = [{"command": init_card["command"], "machine": init_card.get("machine"), **st}
                           for st in init_card.get("stages", [])]
-    stages = [*earlier_stages, *({"command": config.command(), "machine": machine_info(), **st} for st in stages)]
-    card = {
-        "command": config.command(),
-        "lineage": lineage,
-        "config": {k: v for k, v in asdict(config).items() if k not in ("extra", "progress")} | config.extra,
-        "seed": config.seed,
-        "preset": config.preset if not config.init else None,
-        "init": config.init,
-        "parameters": n_params,
-        "prompt": PROMPT,
-        "target": "<answer>{json}</answer> (formats.build_target mode 'answer')",
-        "describe_share": config.describe_share,
-        "prompt_mix": prompt_mix,
-        "family_weights": family_weights,
-        "describe_prompt": DESCRIBE_PROMPT if config.describe_share else None,
-        "name_share": config.name_share,
-        "named_box_share": config.named_box_share,
-        "described_box_share": config.described_box_share,
-        "reasoned_box_share": config.reasoned_box_share,
-        "name_prompt": NAME_PROMPT if config.name_share else None,
-        "machine": machine_info(),
-        "versions": {"transformers": transformers.__version__, "trl": trl.__version__},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "wall_s": round(time.perf_counter() - wall0, 1),
-        "train_s": round(train_s, 1),
-        "eval_s": round(eval_s, 1),
-        "steps": steps,
-        "samples_seen": samples,
-        "throughput": {
-            "samples_per_s": samples / train_s if train_s else None,
-            "train_samples_per_s": samples / (train_s - data_s) if train_s > data_s else None,
-            "data_samples_per_s": timer.collated / data_s if data_s else None,
-            "render_samples_per_s": timer.rendered / timer.render_seconds if timer.render_seconds else None,
-            "data_share": data_s / train_s if train_s else None,
-            "train_cpu_s": round(train_cpu_s, 1),
-            "data_cpu_s": round(data_cpu_s, 1),
-            "train_samples_per_cpu_s": samples / (train_cpu_s - data_cpu_s) if train_cpu_s > data_cpu_s else None,
-            "data_samples_per_cpu_s": timer.collated / data_cpu_s if data_cpu_s else None,
-        },
-        "loss_first": losses[0] if losses else None,
-        "loss_last": losses[-1] if losses else None,
-        "loss_history": callback.history,
-        "curve": callback.curve,
-        "metrics": {
-            "n": box.get("n", 0),
-            "box_acc50": box.get("box_acc50"),
-            "box_mean_iou": box.get("box_mean_iou"),
-            "gIoU": eval_metrics.get("gIoU"),
-            "cIoU": eval_metrics.get("cIoU"),
-            "acc50": eval_metrics.get("acc50"),
-            "format_valid": eval_metrics.get("format_valid"),
-            "completion_tokens_mean": eval_metrics.get("completion_tokens_mean"),
-            "latency_s_mean": eval_metrics.get("latency_mean_s"),
-            "failures": eval_metrics.get("failures"),
-        },
-        "metrics_by_prompt": by_prompt,
-        "metrics_by_family": by_family,
-        "stages": stages,
-        "vision_probe": probe,
-        "naming": naming,
-        "baselines": baselines,
-        "examples": examples,
+    return lineage, [*earlier_stages, *({"command": config.command(), "machine": machine_info(), **st}
+                                        for st in stages)]
+
+
+def _throughput(samples: int, timer: DataTimer, train_s: float, train_cpu_s: float) -> dict[str, Any]:
+    """The card's throughput (formulas: the module docstring); ``None`` where a denominator is 0."""
+    data_s, data_cpu_s = timer.seconds, timer.cpu_seconds
+    return {
+        "samples_per_s": samples / train_s if train_s else None,
+        "train_samples_per_s": samples / (train_s - data_s) if train_s > data_s else None,
+        "data_samples_per_s": timer.collated / data_s if data_s else None,
+        "render_samples_per_s": timer.rendered / timer.render_seconds if timer.render_seconds else None,
+        "data_share": data_s / train_s if train_s else None,
+        "train_cpu_s": round(train_cpu_s, 1),
+        "data_cpu_s": round(data_cpu_s, 1),
+        "train_samples_per_cpu_s": samples / (train_cpu_s - data_cpu_s) if train_cpu_s > data_cpu_s else None,
+        "data_samples_per_cpu_s": timer.collated / data_cpu_s if data_cpu_s else None,
     }
+
+
+def _card(config: PretrainConfig, run: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
+    """``card.json``: the config, the command lines, the machine, times, throughput and the held-out results.
+    ``run``: ``n_params``, ``stages``, ``steps``, ``train_s``, ``throughput``, ``history``, ``curve``, ``wall_s``."""
+    import transformers
+    import trl
+
+    lineage, stages = _lineage(config, run["stages"])
+    losses = [h["loss"] for h in run["history"]]
+    m, box = ev["eval_metrics"], ev["box"]
+    return {
+        "command": config.command(), "lineage": lineage,
+        "config": {k: v for k, v in asdict(config).items() if k not in ("extra", "progress")} | config.extra,
+        "seed": config.seed, "preset": config.preset if not config.init else None, "init": config.init,
+        "parameters": run["n_params"], "prompt": PROMPT,
+        "target": "<answer>{json}</answer> (formats.build_target mode 'answer')",
+        "describe_share": config.describe_share, "prompt_mix": parse_prompt_mix(config.prompt_mix),
+        "family_weights": parse_family_weights(config.family_weights),
+        "describe_prompt": DESCRIBE_PROMPT if config.describe_share else None, "name_share": config.name_share,
+        "named_box_share": config.named_box_share, "described_box_share": config.described_box_share,
+        "reasoned_box_share": config.reasoned_box_share,
+        "name_prompt": NAME_PROMPT if config.name_share else None, "machine": machine_info(),
+        "versions": {"transformers": transformers.__version__, "trl": trl.__version__},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "wall_s": round(run["wall_s"], 1),
+        "train_s": round(run["train_s"], 1), "eval_s": round(ev["eval_s"], 1), "steps": run["steps"],
+        "samples_seen": run["steps"] * config.batch_size, "throughput": run["throughput"],
+        "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+        "loss_history": run["history"], "curve": run["curve"],
+        "metrics": {"n": box.get("n", 0), "box_acc50": box.get("box_acc50"), "box_mean_iou": box.get("box_mean_iou"),
+                    "gIoU": m.get("gIoU"), "cIoU": m.get("cIoU"), "acc50": m.get("acc50"),
+                    "format_valid": m.get("format_valid"), "completion_tokens_mean": m.get("completion_tokens_mean"),
+                    "latency_s_mean": m.get("latency_mean_s"), "failures": m.get("failures")},
+        "metrics_by_prompt": ev["by_prompt"], "metrics_by_family": ev["by_family"], "stages": stages,
+        "vision_probe": ev["probe"], "naming": ev["naming"], "baselines": ev["baselines"],
+        "examples": ev["examples"],
+    }
+
+
+def pretrain(config: PretrainConfig) -> dict[str, Any]:
+    """Train (vision stage, then grounding), save (safetensors + processor), evaluate on held-out scenes and write
+    ``model_card.md`` + ``card.json`` into ``config.out``; returns the card. A bad config raises ``ValueError``."""
+    import torch
+
+    from wise_rl.models import count_parameters, load_model, load_processor
+    from wise_rl.testbed.fixtures.tiny_model import build_tiny_model
+    from wise_rl.testbed.shapeworld import generate_dataset
+
+    out = _set_up(config)
+    wall0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="wise-rl-pretrain-") as tmp:
+        init = Path(config.init) if config.init else build_tiny_model(
+            Path(tmp) / "init", preset=config.preset, seed=config.seed, image_size=config.image_size)
+        processor = load_processor(init)
+        model = load_model(init, dtype=torch.float32)
+        n_params = count_parameters(model)
+        # Held-out rows: the test split of the same seed (disjoint from the training stream).
+        n_held = max(config.eval_n, config.curve_n if config.curve_every else 0)
+        test = generate_dataset(0, n_held, seed=config.seed, image_size=config.image_size, progress=False)["test"]
+        curve_rows = [test[i] for i in range(min(config.curve_n, len(test)))] if config.curve_every else []
+        stages: list[dict[str, Any]] = []
+        if config.vision_steps:
+            stages.append(run_vision_stage(model, processor, config, Path(tmp) / "vision"))
+        timer, clock = DataTimer(), TrainClock()
+        callback = _trainer_callback(config, clock, timer, processor, curve_rows, init=init)
+        if config.grounding:
+            model, record = _train_grounding(model, processor, config, Path(tmp), timer, clock, callback)
+            stages.append(record)
+        steps = stages[-1]["steps"] if config.grounding else 0
+        train_s, train_cpu_s = clock.seconds(), clock.cpu_seconds()
+        for p in model.parameters():  # a frozen tower is saved and reloaded like every other weight
+            p.requires_grad_(True)
+        _save_model(model, init, out)
+        (out / PARTIAL_JSON).unlink(missing_ok=True)
+    ev = _evaluate(config, out, test)
+    run = {"n_params": n_params, "stages": stages, "steps": steps, "train_s": train_s,
+           "throughput": _throughput(steps * config.batch_size, timer, train_s, train_cpu_s),
+           "history": callback.history, "curve": callback.curve, "wall_s": time.perf_counter() - wall0}
+    card = _card(config, run, ev)
     (out / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (out / CARD_MD).write_text(model_card_markdown(card), encoding="utf-8")
     return card
