@@ -4,7 +4,7 @@
 the holder (pid, host, command, start time) into it. A second run on the same folder fails at once with
 :class:`FolderLockedError` naming that process. The kernel drops the lock when its process dies, even on
 ``kill -9``, so a stale ``.lock`` file never blocks a re-run. (``flock`` is per open file: two ``with`` blocks in one
-process exclude each other too.)
+process exclude each other too.) Taking over such a stale lock logs whose it was.
 
 :func:`disk_full_errors` turns the write failures of a full disk into :class:`DiskFullError` (an ``OSError`` with
 ``errno.ENOSPC``) that names the folder and its free space: ``OSError`` ENOSPC / EDQUOT from Python or safetensors,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import socket
@@ -27,6 +28,8 @@ from pathlib import Path
 
 from wise_rl.errors import DiskFullError, FolderLockedError  # noqa: F401  (re-exported)
 
+logger = logging.getLogger(__name__)
+
 LOCK_FILE = ".lock"
 # torch.save's messages when the underlying write fails (no errno reaches Python)
 _TORCH_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "inline_container.cc", "file write failed")
@@ -36,7 +39,8 @@ _NO_SPACE_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded
 @contextlib.contextmanager
 def hold_folder(folder, what: str = "a wise-rl run") -> Iterator[Path]:
     """Hold ``folder`` (created if needed) exclusively while the block runs; raise :class:`FolderLockedError` at
-    once when another process (or another block of this one) holds it."""
+    once when another process (or another block of this one) holds it. A lock file that still names a holder
+whose process died (``kill -9``) is taken over with a warning naming it."""
     import fcntl
 
     folder = Path(folder)
@@ -51,6 +55,7 @@ def hold_folder(folder, what: str = "a wise-rl run") -> Iterator[Path]:
             raise FolderLockedError(
                 f"{folder} is in use by {holder}; wait for that run to end, stop it, or use another folder"
             ) from None
+        _report_stale(path)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
                   "command": " ".join(sys.argv), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         os.ftruncate(fd, 0)
@@ -62,6 +67,34 @@ def hold_folder(folder, what: str = "a wise-rl run") -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _report_stale(path: Path) -> None:
+    """Log the holder a lock file still names after its process died without releasing it (``kill -9``, a node
+    lost): the lock is ours now, the message says whose it was."""
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(rec, dict) or "pid" not in rec:
+        return
+    if rec.get("host") != socket.gethostname():
+        state = "from another host; the lock was free"
+    elif _pid_alive(rec["pid"]):
+        state = "its process exists but no longer holds the lock"
+    else:
+        state = "that process is gone"
+    logger.warning("%s: taking over the stale lock of %s (%s)", path.parent, _read_holder(path), state)
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, TypeError):
+        return True
+    return True
 
 
 def _read_holder(path: Path) -> str:

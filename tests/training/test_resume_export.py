@@ -87,7 +87,13 @@ def test_export_merges_the_adapter_into_a_standalone_model(resumed_run, tiny_mod
     assert cli(["export", "--adapter", str(adapter), "--out", str(merged_dir)]) == 0
     assert (merged_dir / "model.safetensors").is_file() and not (merged_dir / "adapter_config.json").exists()
     # how to prompt it travels with the weights
-    assert (merged_dir / "wise_rl.json").read_text() == (adapter / "wise_rl.json").read_text()
+    from wise_rl.models.folder_check import weights_digest
+
+    exported = json.loads((merged_dir / "wise_rl.json").read_text())
+    assert exported.pop("weights_digest") == weights_digest(merged_dir)
+    trained = json.loads((adapter / "wise_rl.json").read_text())
+    trained.pop("weights_digest", None)
+    assert exported == trained
 
     image = load_source(str(shapeworld_dir), split="test", limit=1)[0]["image"]
     processor = load_processor(merged_dir)
