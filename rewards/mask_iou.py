@@ -43,5 +43,11 @@ class MaskIoUReward(Reward):
         self.decoder_options = dict(decoder_options or {})
         self._scorer = MaskIoUScorer(decoder, self.decoder_options, reward=self.name)
 
+    def load(self) -> None:
+        """Build the decoder and load its weights now (training calls this before its first step)."""
+        decoder = self._scorer.decoder()
+        if callable(getattr(decoder, "load", None)):
+            decoder.load()
+
     def score(self, parsed, columns: Columns, log_metric=None):
         return self._scorer.ious(parsed, columns)

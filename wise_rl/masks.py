@@ -140,6 +140,10 @@ class Sam2Decoder:
         return f"Sam2Decoder(path={self.path!r}, device={self.device!r})"
 
     # -- loading ---------------------------------------------------------------------------------------------
+    def load(self):
+        """Load the weights now (a training run calls this before its first step); returns the model."""
+        return self._load()
+
     def _load(self):
         if self._model is not None:
             return self._model

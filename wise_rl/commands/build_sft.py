@@ -51,7 +51,14 @@ def run(args) -> int:
             raise SystemExit("build-sft --mode explore needs --model (the model to sample from)")
         options.update(model_path=args.model, k=args.k, tau=args.tau, temperature=args.temperature,
                        max_new_tokens=args.max_new_tokens, seed=args.seed)
-    report = build_sft_dataset(args.mode, args.source, args.out, split=args.split, limit=args.limit,
-                               model_size=args.model_size, overwrite=args.overwrite, **options)
+    try:
+        report = build_sft_dataset(args.mode, args.source, args.out, split=args.split, limit=args.limit,
+                                   model_size=args.model_size, overwrite=args.overwrite, **options)
+    except ValueError as exc:  # rows with nothing to compress: the source's problem, said in one line
+        from wise_rl.errors import UsageError, WiseRLError
+
+        if isinstance(exc, WiseRLError) or "no detailed rationale" not in str(exc):
+            raise
+        raise UsageError(f"--mode compress --source {args.source}: {exc}") from None
     print(json.dumps(report, indent=2))
     return 0

@@ -74,6 +74,8 @@ def _precheck(args: argparse.Namespace, prompt: str) -> None:
         new = {"model": args.model, "dataset": args.dataset, "split": args.split, "prompt": prompt,
                "mask_decoder": args.mask_decoder, "sam2": args.sam2, "max_new_tokens": args.max_new_tokens,
                "limit": args.limit, "shard": args.shard, "strict_format": args.strict_format}
+        if old.get("model_weights") is not None:  # the model is identified by its weights (evaluate.run_eval)
+            new.pop("model")
         for key, value in new.items():
             if key in old and old[key] != value:
                 raise UsageError(f"--out {args.out} holds a run with {key}={old[key]!r}, but this run has "
@@ -96,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
         missing = [flag for flag, value in (("--model", args.model), ("--dataset", args.dataset)) if not value]
         if missing:
             raise SystemExit(f"wise-rl eval: {' and '.join(missing)} required (or use --merge)")
+        from wise_rl.models.folder_check import check_model_folder
+
+        check_model_folder(args.model, "--model")  # a corrupt folder is one line naming the file
         prompt = model_info.prompt_for_command(args.model, args.prompt, "eval")
         _precheck(args, prompt)
         config = evaluate.EvalConfig(

@@ -69,11 +69,13 @@ def infer(model_dir, image_path, query: str, prompt: str = "wise-s", mask_decode
 def run(args: argparse.Namespace) -> int:
     from wise_rl.evaluate.overlay import render_result
     from wise_rl.models import info as model_info
+    from wise_rl.models.folder_check import check_model_folder
 
     if args.gt_mask and not Path(args.gt_mask).is_file():
         raise FileNotFoundError(f"--gt-mask {args.gt_mask}: no such file")
     if not Path(args.image).is_file():
         raise FileNotFoundError(f"--image {args.image}: no such file")
+    check_model_folder(args.model, "--model")  # a corrupt folder is one line naming the file
     prompt = model_info.prompt_for_command(args.model, args.prompt, "infer")
     result = infer(args.model, args.image, args.query, prompt=prompt, mask_decoder=args.mask_decoder,
                    sam2=args.sam2, max_new_tokens=args.max_new_tokens, model_size=args.model_size)

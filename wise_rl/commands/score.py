@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = None
     if args.tokenizer:
         from wise_rl.models import load_processor
+        from wise_rl.models.folder_check import check_model_folder
 
+        check_model_folder(args.tokenizer, "--tokenizer", weights=False)
         tokenizer = load_processor(args.tokenizer).tokenizer
     result, records = evaluate.score_predictions(
         dataset, args.predictions, prompt=args.prompt, mask_decoder=args.mask_decoder, sam2=args.sam2,

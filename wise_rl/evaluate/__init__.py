@@ -181,12 +181,25 @@ class EvalConfig:
 
 
 def _check_same(old: dict[str, Any], new: dict[str, Any], where: Path, keys: Sequence[str]) -> None:
+    """Raise :class:`EvalError` naming the first of ``keys`` whose value differs. The model is identified by its
+    weights (``model_weights``, :func:`wise_rl.models.folder_check.weights_digest`) when both runs recorded them:
+    the same path retrained is another model, the same weights moved elsewhere are not."""
+    if old.get("model_weights") is not None and new.get("model_weights") is not None:
+        keys = [("model_weights" if k == "model" else k) for k in keys]
     for key in keys:
         if old.get(key) != new.get(key):
             raise EvalError(
                 f"{where} holds a run with {key}={old.get(key)!r}, but this run has {key}={new.get(key)!r}; "
                 "use another --out folder (or delete the old one) to start a new run"
             )
+
+
+def _weights(config) -> str | None:
+    """The digest of the evaluated model's weights (None: not a local folder, e.g. a scripted generator)."""
+    from wise_rl.models.folder_check import weights_digest
+
+    folder = Path(str(config.model)).expanduser()
+    return weights_digest(folder) if folder.is_dir() else None
 
 
 def load_eval_rows(dataset: str, split: str | None, limit: int | None, model_size: int | None = None,
@@ -248,7 +261,7 @@ def _run_eval(config, out_dir, generator, tokenizer, dataset, progress) -> dict[
     ids = _unique_ids(ds, config.dataset)
     work = list(shard_slice(len(ids), shard))
     work_ids = [ids[k] for k in work]
-    settings = config.settings() | {"n_source": len(ids), "n_shard": len(work)}
+    settings = config.settings() | {"n_source": len(ids), "n_shard": len(work), "model_weights": _weights(config)}
 
     run_file = out / RUN_FILE
     if run_file.is_file():

@@ -119,24 +119,43 @@ def prompt_for_command(model_dir, prompt: str | None, verb: str) -> str:
     resolved, warning = resolve_prompt(model_dir, prompt, verb)
     if warning:
         print(f"wise-rl {verb}: warning: {warning}", file=sys.stderr)
+    if prompt is None and source_missing(model_dir):
+        print(f"wise-rl {verb}: warning: {model_dir} has no {FILENAME} (how the model was trained to be prompted); "
+              f"using the default prompt {resolved}. A wise-rl training output or export without it is incomplete: "
+              "re-run the training or the export", file=sys.stderr)
+    stale = stale_record(model_dir)
+    if stale:
+        print(f"wise-rl {verb}: warning: {stale}", file=sys.stderr)
     if prompt is None:
         source = find(model_dir)
         print(f"prompt: {resolved} (" + (f"from {source}" if source else f"default; the model has no {FILENAME}") + ")")
     return resolved
 
 
-def weights_digest(model_dir) -> str | None:
-    """SHA-256 over a model folder's weight files (``*.safetensors``, ``*.bin``; names and bytes, sorted by name):
-    what tells two trainings apart when they were saved to the same path. None when the folder holds none."""
-    import hashlib
+def source_missing(model_dir) -> bool:
+    """True for a local model folder without a ``wise_rl.json`` (its own or, for ``checkpoint-N``, its run's)."""
+    return Path(model_dir).is_dir() and find(model_dir) is None
 
-    files = sorted(p for pattern in ("*.safetensors", "*.bin") for p in Path(model_dir).glob(pattern))
-    if not files:
+
+def stale_record(model_dir) -> str | None:
+    """A warning when ``model_dir``'s own ``wise_rl.json`` records the digest of other weights than those beside
+    it (the folder was overwritten by another training or export); None otherwise."""
+    path = Path(model_dir) / FILENAME
+    if not path.is_file():
         return None
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("weights_digest")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if recorded is None or recorded == weights_digest(model_dir):
+        return None
+    return (f"{path} describes other weights than the ones beside it (the folder was overwritten after it was "
+            "written): the prompt it records may not be this model's")
+
+
+def weights_digest(model_dir) -> str | None:
+    """What tells two trainings apart when they were saved to the same path:
+    :func:`wise_rl.models.folder_check.weights_digest` (None when the folder holds no weight file)."""
+    from wise_rl.models.folder_check import weights_digest as digest
+
+    return digest(model_dir)

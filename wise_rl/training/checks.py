@@ -127,6 +127,47 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
 
 def prompt_templates(value: str | None) -> list[str]:
     """Template names from a ``prompt_template`` value: one name or a comma-separated list (None → [])."""
+    _check_report_to(training_args.report_to)
+
+
+# report_to integration → the module it needs (transformers' names); the ones not listed are not checked
+REPORT_TO_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",),
+                     "mlflow": ("mlflow",), "comet_ml": ("comet_ml",), "clearml": ("clearml",),
+                     "swanlab": ("swanlab",), "neptune": ("neptune",), "dvclive": ("dvclive",)}
+
+
+def _check_report_to(report_to) -> None:
+    """A ``report_to`` integration whose package is not installed: :class:`ConfigError` now, not TRL's traceback
+    when the trainer is built."""
+    import importlib.util
+
+    for name in [report_to] if isinstance(report_to, str) else list(report_to or []):
+        modules = REPORT_TO_MODULES.get(name)
+        if modules and not any(importlib.util.find_spec(m) for m in modules):
+            raise ConfigError(f"report_to: {name!r} is not installed (pip install {modules[0]}); use report_to: "
+                              "tensorboard (installed with wise_rl) or none")
+
+
+def warn_prompt_wording(model_path, templates: list[str]) -> str | None:
+    """Warn (and return the message) when the training prompt is in another wording (compact / official) than the
+    one the base model's ``wise_rl.json`` records, as ``wise-rl eval`` and ``infer`` do; None when they agree, the
+    model has no record, or either side has no wording (``answer-only``)."""
+    from wise_rl.models import info as model_info
+
+    if not model_path or not Path(str(model_path)).is_dir():
+        return None
+    record = model_info.read(model_path)
+    if not record:
+        return None
+    recorded = {s for s in map(model_info.prompt_style, record.get("prompt_templates", [])) if s is not None}
+    ours = {s for s in map(model_info.prompt_style, templates) if s is not None}
+    if not recorded or not ours or recorded == ours:
+        return None
+    message = (f"prompt_template {', '.join(templates)} is in the {'/'.join(sorted(ours))} wording, but "
+               f"{model_path} was trained on the {'/'.join(sorted(recorded))} one ({', '.join(record['prompt_templates'])}); "
+               "its rewards may start at 0. Set prompt_template to the wording the model learnt")
+    logger.warning("%s", message)
+    return message
     return [name.strip() for name in (value or "").split(",") if name.strip()]
 
 
@@ -152,6 +193,7 @@ def validate_sft_args(script_args: SFTScriptArguments, training_args, model_args
         logger.warning(
             "max_length=%s: truncation that cuts image tokens raises inside the model; max_length: null is safer "
             "for VLM SFT", training_args.max_length,
+    warn_prompt_wording(model_args.model_name_or_path, prompt_templates(sft_prompt_template(script_args)))
         )
     if getattr(training_args, "packing", False):
         raise ConfigError("packing: not supported for vision-language SFT; set packing: false")
@@ -172,6 +214,7 @@ def validate_grpo_args(script_args: GRPOScriptArguments, training_args, model_ar
         logger.warning("prompt_template %r asks for no rationale: format/self_distillation rewards will be 0", template)
 
     names = script_args.reward_funcs
+    warn_prompt_wording(model_args.model_name_or_path, [template])
     if not names:
         raise ConfigError("reward_funcs: empty; name at least one reward (e.g. format, bbox_iou)")
     known = _known_rewards()

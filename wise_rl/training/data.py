@@ -84,12 +84,14 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding
     needed = {"wise": ("concise", "detailed"), "verbose": ("detailed",), "answer": ()}[target_mode]
     missing_cols = [c for c in ("query", "gt_bbox", "gt_points", *needed) if c not in dataset.column_names]
     if missing_cols:
-        raise ValueError(f"SFT data lacks column(s) {missing_cols} needed for target_mode {target_mode!r}")
+        hint = "; build rationales with `wise-rl build-sft` first" if set(missing_cols) & set(needed) else ""
+        raise ConfigError(f"SFT data lacks column(s) {missing_cols} needed for target_mode {target_mode!r}{hint}")
+    _check_rationales(dataset, needed, target_mode)
 
     def convert(index, row_id, query, bbox, points, concise=None, detailed=None):
         for name, value in (("concise", concise), ("detailed", detailed)):
             if name in needed and not (value or "").strip():
-                raise ValueError(
+                raise ConfigError(
                     f"SFT row {row_id!r}: empty {name!r} rationale (target_mode {target_mode!r}); "
                     "build rationales with `wise-rl build-sft` first"
                 )
@@ -121,6 +123,21 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding
         dataset = dataset.select(sorted(set(range(len(dataset))) - set(no_object)))
     drop = [c for c in dataset.column_names if c != "image"]
     return dataset.map(fn, input_columns=inputs, remove_columns=drop, with_indices=True, desc="SFT rows")
+
+
+def _check_rationales(dataset, needed: tuple[str, ...], target_mode: str) -> None:
+    """Before the row conversion: rows whose ``needed`` rationale is empty (None or blank) raise a
+    :class:`ConfigError` with their count and the first id, in one line (rows without ``gt_bbox`` are skipped
+    later and not counted)."""
+    boxes = dataset["gt_bbox"]
+    for name in needed:
+        empty = [i for i, (text, box) in enumerate(zip(dataset[name], boxes))
+                 if box is not None and not (text or "").strip()]
+        if empty:
+            first = dataset[empty[0]]["id"] if "id" in dataset.column_names else empty[0]
+            raise ConfigError(f"SFT data: {len(empty)} of {len(dataset)} rows have an empty {name!r} rationale "
+                              f"(first: row {empty[0]}, id {first!r}), which target_mode {target_mode!r} needs; "
+                              "build rationales with `wise-rl build-sft` first")
 
 
 def grpo_rows(dataset, prompt_template: str = "wise-train"):

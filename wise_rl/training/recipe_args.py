@@ -107,18 +107,33 @@ def load_config_sources(path, preset: Any = None) -> dict[str, tuple[Any, Path]]
     file_presets = data.pop("preset", None)
     if file_presets is not None:
         for name in _preset_names(file_presets):
-            merged.update(load_config_sources(_preset_path(name, path)))
+            merged.update(_preset_sources(name, path))
     merged.update({key: (value, path) for key, value in data.items()})
     if preset is not None:
         merged = apply_preset(merged, preset, path)
     return merged
 
 
+PRESET_FORBIDDEN = ("prompt_template",)  # a preset sets the algorithm, never the wording the model was taught
+
+
+def _preset_sources(name: str, config_path: Path | None) -> dict[str, tuple[Any, Path]]:
+    """A preset's keys; one that sets a :data:`PRESET_FORBIDDEN` key is a :class:`ConfigError` (switching the
+    prompt wording under a trained model silently zeroes its format rewards)."""
+    path = _preset_path(name, config_path)
+    sources = load_config_sources(path)
+    for key in PRESET_FORBIDDEN:
+        if key in sources:
+            raise ConfigError(f"{path}: preset {name!r} sets {key}; presets never change the prompt wording (set it "
+                              "in the recipe or on the command line)")
+    return sources
+
+
 def apply_preset(sources: dict[str, tuple[Any, Path]], preset: Any, config_path: Path | None = None):
     """``sources`` with the named presets applied over them (a command-line ``--preset``); logs replaced keys."""
     out = dict(sources)
     for name in _preset_names(preset):
-        preset_sources = load_config_sources(_preset_path(name, config_path))
+        preset_sources = _preset_sources(name, config_path)
         replaced = sorted(k for k, (v, _) in preset_sources.items() if k in out and out[k][0] != v)
         if replaced:
             logger.warning("--preset %s replaces %s from the config file: %s", name, len(replaced),
@@ -240,9 +255,30 @@ def _with_precision(argv: list[str], sources) -> list[str]:
         raise ConfigError(str(exc)) from exc
 
 
+_THREADS_FLAG: dict[str, str | None] = {"value": None}  # the last parsed command line's --threads (wise_rl.threads)
+
+
+def _split_comma_lists(argv: list[str]) -> list[str]:
+    """``--reward_weights 1,1,0.5`` → ``--reward_weights 1 1 0.5`` (TRL's list options take space-separated values;
+    the comma form is what a user types first and argparse would answer with a 200-line usage)."""
+    out: list[str] = []
+    for i, token in enumerate(argv):
+        previous = _flag_name(argv[i - 1]) if i else None
+        if previous in LIST_FLAGS and "," in token and not token.startswith("--"):
+            out.extend(v for v in token.split(",") if v.strip())
+        else:
+            out.append(token)
+    return out
+
+
+LIST_FLAGS = ("reward_weights", "reward_funcs", "report_to", "lora_target_modules", "stop_strings")
+
+
 def _prepare(argv: list[str]) -> tuple[list[str], dict[str, tuple[Any, Path]] | None]:
     """Aliases renamed and ``--preset`` folded in: (the remaining argv, the config sources or None)."""
-    argv = _canonical_argv(list(argv))
+    from wise_rl.threads import pop_threads_flag
+
+    argv, _THREADS_FLAG["value"] = pop_threads_flag(_split_comma_lists(_canonical_argv(list(argv))))
     argv, cli_preset = _pop_option(argv, "preset")
     argv, config = _pop_option(argv, "config")
     sources = None
@@ -265,9 +301,15 @@ def _finish(parser, argv: list[str], sources, drop: dict[str, str] | None = None
     sources = _with_checkpointing_default(parser, argv, sources)
     if sources is not None:
         argv = ["--config", _write_temp_yaml({k: v for k, (v, _) in sources.items()}), *argv]
+    def one_line(message: str):  # argparse's error(): its usage runs to 200+ lines, then SystemExit
+        raise ConfigError(f"{message} (see the YAML recipes' keys, or --help)")
+
+    parser.error = one_line
     try:
         return parser.parse_args_and_config(argv)
-    except ValueError as exc:  # TRL's own checks (generation batch vs num_generations, bf16 without a GPU, …)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise  # TRL's own checks (generation batch vs num_generations, bf16 without a GPU, …)
         msg = str(exc)
         if "bf16/gpu" in msg:
             msg += " (on a CPU-only machine set use_cpu: true, or bf16: false)"
@@ -330,19 +372,28 @@ def parse_grpo_args(argv: list[str] | None = None):
     return _finish(parser, argv, sources, drop)
 
 
+def apply_recipe_threads(parsed) -> dict:
+    """Threads for a parsed recipe (:func:`wise_rl.threads.apply_threads`): ``--threads`` from the command line,
+    else ``WISE_RL_THREADS`` / ``OMP_NUM_THREADS``, else what fits the machine and ``model_name_or_path``."""
+    from wise_rl.threads import apply_threads
+
+    _, training_args, model_args = parsed
+    cuda = False if getattr(training_args, "use_cpu", False) else None
+    return apply_threads(_THREADS_FLAG["value"], getattr(model_args, "model_name_or_path", None), cuda=cuda)
+
+
 def run_from_command_line(main, parse, prog: str) -> int:
-    """A recipe's ``__main__``: parse and run, a user mistake (a wrong option, a bad row) printed as one line
-    ``prog: error: …`` with exit status 2 instead of a traceback (``WISE_RL_TRACEBACK=1`` shows it)."""
+    """A recipe's ``__main__``: parse, set the threads (:func:`apply_recipe_threads`) and run; a user mistake (a
+    wrong option, a bad row, any :class:`~wise_rl.errors.WiseRLError`) printed as one line ``prog: error: …`` with
+    exit status 2 instead of a traceback (``WISE_RL_TRACEBACK=1`` shows it)."""
+    from wise_rl.errors import WiseRLError
+
     try:
-        main(*parse())
-    except ConfigError as exc:
+        parsed = parse()
+        apply_recipe_threads(parsed)
+        main(*parsed)
+    except WiseRLError as exc:
         if os.environ.get("WISE_RL_TRACEBACK"):
-            raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        loaders = sys.modules.get("wise_rl.data.loaders")
-        if loaders is None or not isinstance(exc, loaders.DataError) or os.environ.get("WISE_RL_TRACEBACK"):
             raise
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
