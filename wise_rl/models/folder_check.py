@@ -26,6 +26,8 @@ from pathlib import Path
 from wise_rl.errors import ModelFolderError
 
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+PROCESSOR_FILES = ("tokenizer_config.json", "tokenizer.json", "preprocessor_config.json", "processor_config.json",
+                   "generation_config.json", "special_tokens_map.json")
 SAMPLE_BYTES = 4096
 FULL_HASH_BYTES = 64 * 1024 * 1024
 
@@ -65,33 +67,39 @@ def safetensors_problem(path) -> str | None:
     return None
 
 
-def _json_object(path: Path) -> dict:
+def _json_object(path: Path, flag: str) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelFolderError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+        raise ModelFolderError(f"{flag} {path}: not valid JSON ({(str(exc).splitlines() or ['unreadable'])[0]})") from None
     if not isinstance(value, dict):
-        raise ModelFolderError(f"{path}: expected a JSON object, got {type(value).__name__}")
+        raise ModelFolderError(f"{flag} {path}: expected a JSON object, got {type(value).__name__}")
     return value
 
 
-def check_model_folder(path, flag: str = "model") -> None:
+def check_model_folder(path, flag: str = "model", weights: bool = True) -> None:
     """Raise :class:`ModelFolderError` (one line: ``FLAG FILE: what is wrong``) when the local model or adapter
     folder ``path`` cannot load; a path that is not a local folder is left to the loader (hub ids, a missing folder
-    the caller reports)."""
+    the caller reports). The processor's JSON files (:data:`PROCESSOR_FILES`) must parse when present;
+    ``weights=False`` checks only those (a folder read for its tokenizer)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
+        return
+    for name in PROCESSOR_FILES:
+        if (folder / name).is_file():
+            _json_object(folder / name, flag)
+    if not weights:
         return
     adapter = (folder / "adapter_config.json").is_file()
     config = folder / ("adapter_config.json" if adapter else "config.json")
     if not config.is_file():
         raise ModelFolderError(f"{flag} {folder}: no config.json (not a model folder)")
-    _json_object(config)
+    _json_object(config, flag)
     weights = sorted(folder.glob("*.safetensors"))
     for index_name in SHARD_INDEXES:
         index = folder / index_name
         if index.is_file():
-            weight_map = _json_object(index).get("weight_map")
+            weight_map = _json_object(index, flag).get("weight_map")
             if not isinstance(weight_map, dict):
                 raise ModelFolderError(f"{flag} {index}: no weight_map object")
             missing = sorted(s for s in set(weight_map.values()) if not (folder / s).is_file())
