@@ -25,7 +25,6 @@ MAX_FUNCTION_LINES = 80
 # Functions still over MAX_FUNCTION_LINES; the list may only shrink (a test below checks each entry still exists
 # and is still over the limit, so a finished split must be taken off it), and it never grows.
 LONG_FUNCTIONS: dict[str, int] = {
-    "wise_rl/commands/pretrain_base.py:add_arguments": 98,
     "wise_rl/data/loaders.py:load_source": 122,
     "wise_rl/evaluate/__init__.py:_run_eval": 84,
     "wise_rl/metrics.py:aggregate": 81,

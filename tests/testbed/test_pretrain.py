@@ -66,6 +66,28 @@ def test_cli_refuses_a_run_without_budget(tmp_path):
         main(["pretrain-base", "--out", str(tmp_path / "m")])
 
 
+def test_the_command_line_is_the_config_s_fields_and_its_command_round_trips():
+    """One option list: every PretrainConfig field but ``progress`` is an option of ``wise-rl pretrain-base`` (dashes
+    or underscores), and the command a card records parses back to the same config."""
+    import dataclasses
+
+    from wise_rl.commands.pretrain_base import parse
+
+    config = PretrainConfig(out="runs/b", seed=3, max_steps=40, batch_size=4, lr=3e-4, init="runs/a",
+                            prompt_mix="answer-only:0.5,wise:0.5", family_weights="counting:2", name_share=0.2,
+                            vision_lr_scale=0.0, merger_lr_scale=0.5, curve_every=2.5, bf16=False, probe_n=0)
+    argv = config.command().split()[2:]
+    assert "--max-steps" in argv and "--merger-lr-scale" in argv and "--bf16" in argv
+    parsed, command = parse(argv)
+    assert parsed == config and not command.score_perception
+    underscored, _ = parse(["--" + a[2:].replace("-", "_") if a.startswith("--") else a for a in argv] + ["--quiet"])
+    assert underscored == dataclasses.replace(config, progress=False)
+    assert parse(["--out", "x"])[0].eval_n == PretrainConfig.eval_n
+    assert parse(["--out", "x", "--score-perception"])[0].eval_n is None  # then: the card's
+    with pytest.raises(SystemExit):
+        parse(["--out", "x", "--no-such-option", "1"])
+
+
 @pytest.mark.slow
 def test_pretrain_base_tiny_writes_model_and_card(tmp_path, capsys, tiny_model_dir):
     from wise_rl.cli import main

@@ -25,7 +25,7 @@ so ``--minutes`` anneals over wall time and stops when spent; curve evaluations 
 split (:mod:`wise_rl.testbed.pretrain.perception`): ``box_acc50`` / ``box_mean_iou`` (box IoU, as the baselines), the eval
 path's ``gIoU`` / ``cIoU`` / ``acc50`` (mask IoU of the box-decoded answer, LISA protocol), ``format_valid``, the
 ``random_shape`` / ``centre_box`` baselines and, with ``name_share``, ``naming``. Output: safetensors + processor
-files, ``card.json``, ``model_card.md`` (:mod:`wise_rl.testbed.pretrain.base_card`). A bad config raises ``ValueError``.
+files, ``card.json``, ``model_card.md`` (:mod:`wise_rl.testbed.pretrain.base_card`). A bad config raises ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -422,7 +422,7 @@ def _card(config: PretrainConfig, run: dict[str, Any], ev: dict[str, Any]) -> di
     m, box = ev["eval_metrics"], ev["box"]
     return {
         "command": config.command(), "lineage": lineage,
-        "config": {k: v for k, v in asdict(config).items() if k not in ("extra", "progress")} | config.extra,
+        "config": {k: v for k, v in asdict(config).items() if k != "progress"},
         "seed": config.seed, "preset": config.preset if not config.init else None, "init": config.init,
         "parameters": run["n_params"], "prompt": PROMPT,
         "target": "<answer>{json}</answer> (formats.build_target mode 'answer')",
@@ -448,6 +448,21 @@ def _card(config: PretrainConfig, run: dict[str, Any], ev: dict[str, Any]) -> di
     }
 
 
+def _holding_out(func):
+    """Run ``func(config)`` holding ``config.out`` (:func:`wise_rl.outdir.hold_folder`): one writer per folder."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(config, *args, **kwargs):
+        from wise_rl.outdir import hold_folder
+
+        with hold_folder(config.out, "wise-rl pretrain-base"):
+            return func(config, *args, **kwargs)
+
+    return wrapper
+
+
+@_holding_out
 def pretrain(config: PretrainConfig) -> dict[str, Any]:
     """Train (vision stage, then grounding), save (safetensors + processor), evaluate on held-out scenes and write
     ``model_card.md`` + ``card.json`` into ``config.out``; returns the card. A bad config raises ``ValueError``."""
