@@ -235,3 +235,19 @@ def test_the_weights_digest_tells_retrained_weights_apart_by_sampling_large_file
     state["v"][-1] = 1.0
     save_file(state, str(tmp_path / "a" / "model.safetensors"))
     assert folder_check.weights_digest(tmp_path / "a") == first
+
+
+def test_pretrain_base_refuses_a_held_folder_before_it_trains(tmp_path):
+    from wise_rl.testbed.pretrain.config import PretrainConfig
+    from wise_rl.testbed.pretrain.run import pretrain
+
+    out = tmp_path / "base"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(outdir.FolderLockedError, match=rf"pid {holder.pid}"):
+            pretrain(PretrainConfig(out=str(out), preset="tiny", max_steps=1))
+        assert sorted(p.name for p in out.iterdir()) == [outdir.LOCK_FILE]
+    finally:
+        holder.communicate("\n", timeout=60)
