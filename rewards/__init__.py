@@ -34,10 +34,10 @@ from rewards._base import CONTRACT_ARGS
 from rewards._parse import clear_cache as clear_parse_cache  # benches time parsing from a cold cache
 
 ENV_MODULES = "WISE_RL_REWARD_MODULES"
-WISE_REWARDS = (
-    "format", "answer_schema", "bbox_iou", "bbox_l1", "points", "mask_iou", "self_distillation",
-)
-"""The official WISE set (summed with weight 1; ``mask_iou`` is an extra that needs masks)."""
+WISE_REWARDS = ("format", "answer_schema", "bbox_iou", "bbox_l1", "points", "self_distillation")
+"""The WISE reward set (paper §3, each with weight 1), the one list: the GRPO recipes' default ``reward_funcs``
+(:class:`wise_rl.training.script_args.GRPOScriptArguments`) and the starred rows of ``wise-rl rewards``. ``mask_iou``
+is an extra a recipe may add: it needs ground-truth masks."""
 
 _REGISTRY: dict[str, Callable] = {}
 
@@ -211,15 +211,13 @@ def get_rewards(names, options: dict[str, dict[str, Any]] | None = None) -> list
 
 
 def wise_rewards(**shared: Any) -> list[Callable]:
-    """The official WISE set (without ``mask_iou``, which needs masks), in order.
+    """The WISE set (:data:`WISE_REWARDS`), in order.
 
     ``shared`` options (e.g. ``tokenizer=``, ``device=``) go to each reward that accepts them.
     """
     _discover()
     out = []
     for name in WISE_REWARDS:
-        if name == "mask_iou":
-            continue
         target = _REGISTRY[name]
         allowed, _ = _allowed_options(target)
         out.append(_build(name, target, {k: v for k, v in shared.items() if k in allowed}))

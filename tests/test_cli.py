@@ -65,6 +65,26 @@ def test_rewards_verb_lists_the_registry(capsys):
     assert "* self_distillation" in table and "reward_funcs" in table
 
 
+def test_rewards_verb_stars_exactly_what_the_default_recipe_uses(capsys):
+    """One WISE reward list: the GRPO recipes' default reward_funcs, the demo's and the tiny recipe's YAML, and the
+    starred rows of ``wise-rl rewards`` are the same names (``mask_iou`` is an extra, not starred)."""
+    import yaml
+
+    from rewards import WISE_REWARDS
+    from wise_rl.training.script_args import GRPOScriptArguments
+
+    assert GRPOScriptArguments().reward_funcs == list(WISE_REWARDS) and "mask_iou" not in WISE_REWARDS
+    for recipe in ("recipes/tiny/grpo.yaml", "recipes/demo/grpo_wise.yaml", "recipes/presets/wise-paper.yaml"):
+        assert yaml.safe_load((ROOT / recipe).read_text())["reward_funcs"] == list(WISE_REWARDS), recipe
+    assert cli.main(["rewards"]) == 0
+    from rewards import available_rewards
+
+    rows = {line[2:].split()[0]: line[0] for line in capsys.readouterr().out.splitlines()
+            if line[:2] in ("* ", "  ") and line[2:].split() and line[2:].split()[0] in available_rewards()}
+    assert sorted(name for name, mark in rows.items() if mark == "*") == sorted(WISE_REWARDS)
+    assert rows["mask_iou"] == " "  # listed, not starred
+
+
 def test_a_bad_predictions_line_is_one_line(monkeypatch, capsys, tmp_path, shapeworld_dir):
     preds = tmp_path / "preds.jsonl"
     preds.write_text('{"id": "a", "completion": "x"}\nnot json\n')

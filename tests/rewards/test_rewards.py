@@ -450,7 +450,7 @@ def test_parse_is_shared_across_rewards():
 
 def test_wise_rewards_helper_builds_the_official_set():
     funcs = rewards.wise_rewards(tokenizer=None, device="cpu")
-    assert [f.__name__ for f in funcs] == [n for n in rewards.WISE_REWARDS if n != "mask_iou"]
+    assert [f.__name__ for f in funcs] == list(rewards.WISE_REWARDS)
     assert funcs[-1].embedder.device == "cpu"
     values = [f(prompts=["q"], completions=[PERFECT], gt_bbox=[GT_BOX], gt_points=[GT_POINTS])[0] for f in funcs[:-1]]
     assert values == [1.0, 1.0, 1.0, 1.0, 1.0]  # format, schema, IoU, L1, points on the perfect answer

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rewards import WISE_REWARDS  # the WISE reward set, defined once (the recipes' default reward_funcs)
+
 SFT_TARGET_MODES = ("wise", "verbose", "answer")
 LORA_TARGETS = ("language_model", "all")
 # The default prompt for each SFT target mode: the prompt must ask for what the target contains.
 DEFAULT_SFT_PROMPT = {"wise": "wise-train", "verbose": "verbose", "answer": "answer-only"}
-# The WISE reward set (paper §3, all weight 1).
-WISE_REWARDS = ["format", "answer_schema", "bbox_iou", "bbox_l1", "points", "self_distillation"]
 
 
 
