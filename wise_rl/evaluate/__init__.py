@@ -292,9 +292,10 @@ def _run_eval(config, out_dir, generator, tokenizer, dataset, progress) -> dict[
                     config.max_new_tokens)
     with open(samples_path, "a", encoding="utf-8") as fh, tqdm(
         total=len(work), initial=len(work) - sum(ids[k] not in done for k in work), desc=f"eval {config.prompt}",
-        unit="sample", disable=not progress,
+        unit="sample", disable=not progress, smoothing=0,  # ETA from the mean rate: the bar moves per batch
     ) as bar:
-        for batch in todo:
+        for i, batch in enumerate(todo, 1):
+            bar.set_postfix_str(f"generating batch {i}/{len(todo)} (up to {config.max_new_tokens} tokens/sample)")
             rows = [ds[k] for k in batch]
             images = [load_image(r["image"]) for r in rows]
             gens = generator(images, [r["query"] for r in rows])
@@ -316,9 +317,22 @@ def _run_eval(config, out_dir, generator, tokenizer, dataset, progress) -> dict[
                                 f"{gen_tokens / len(gens):.0f} tok/sample (max {config.max_new_tokens})")
 
     records = [done[i] for i in work_ids]
-    result = run_metrics(records, work_ids, config.protocol, settings)
+    result = run_metrics(records, work_ids, config.protocol, settings) | token_limit_and_machine(records, config)
     (out / METRICS_FILE).write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
     return result
+
+
+def token_limit_and_machine(records: list[dict[str, Any]], config: EvalConfig) -> dict[str, Any]:
+    """``n_hit_token_limit``: samples whose generation ran to ``--max-new-tokens`` (a model that never stops; their
+    latency is the cap's, not the answer's), and ``machine``: the threads and CPU the latencies were measured with
+    (:func:`wise_rl.threads.threads_record`)."""
+    from wise_rl.threads import threads_record
+
+    hit = sum(int(r.get("completion_tokens") or 0) >= config.max_new_tokens for r in records)
+    if hit:
+        logger.warning("%d of %d samples hit --max-new-tokens %d (the generation did not stop): their completions "
+                       "are cut and their latency is the cap's", hit, len(records), config.max_new_tokens)
+    return {"n_hit_token_limit": hit, "max_new_tokens": config.max_new_tokens, "machine": threads_record()}
 
 
 def merge_runs(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,

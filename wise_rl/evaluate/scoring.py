@@ -195,6 +195,9 @@ def run_metrics(records: list[dict[str, Any]], expected_ids: Iterable[str], prot
     # how many samples the think cost was measured on (no <think> block where one was asked: not measured)
     out["think_tokens_n"] = sum(r.get("think_tokens") is not None for r in records
                                 if r.get("failure") != metrics.UNKNOWN_ID)
+    # ... and how many had a <think> block at all (counted without a tokenizer: the reason the cost is missing)
+    out["think_blocks_n"] = sum(formats.THINK_OPEN in (r.get("completion") or "") for r in records
+                                if r.get("failure") != metrics.UNKNOWN_ID)
     if settings:
         out["settings"] = settings
     return out
@@ -206,9 +209,21 @@ def think_cost_note(m: dict[str, Any]) -> str | None:
     measured, n = m.get("think_tokens_n"), m.get("n")
     if measured is None or not n or measured >= n:
         return None
+    blocks = m.get("think_blocks_n")
+    if measured == 0 and blocks:  # the blocks are there: nothing counted them
+        return (f"not measured: no tokenizer to count them ({blocks} of {n} samples have a <think> block; "
+                "wise-rl score --tokenizer MODEL_DIR)")
     if measured == 0:
         return f"not measured: no <think> block in any of the {n} samples"
     return f"measured on {measured} of {n} samples (the others have no <think> block)"
+
+
+def _machine_note(m: dict[str, Any]) -> str:
+    """`` (N threads, CPU)`` from ``m["machine"]`` (empty for runs recorded without it)."""
+    machine = m.get("machine") or {}
+    if not machine.get("threads"):
+        return ""
+    return f" ({machine['threads']} thread{'s' if machine['threads'] != 1 else ''}, {machine.get('cpu_model')})"
 
 
 def _fmt(value, pct: bool = False, digits: int = 2) -> str:
@@ -234,9 +249,12 @@ def format_table(m: dict[str, Any], title: str | None = None) -> str:
          + (f" ({think_cost_note(m)})" if think_cost_note(m) else "")),
         ("think tokens median", _fmt(m.get("think_tokens_median"))),
         ("completion tokens mean", _fmt(m.get("completion_tokens_mean"))),
-        ("latency s/sample", _fmt(m.get("latency_mean_s"), digits=4)),
+        ("latency s/sample", _fmt(m.get("latency_mean_s"), digits=4) + _machine_note(m)),
         ("samples/s", _fmt(m.get("samples_per_s"))),
     ]
+    if m.get("n_hit_token_limit"):
+        rows.append(("hit the token limit", f"{m['n_hit_token_limit']} of {m.get('n')} samples (--max-new-tokens "
+                                            f"{m.get('max_new_tokens')}: cut, latency is the cap's)"))
     if m.get("protocol") == "seg-zero" or m.get("n_dropped_empty_union"):
         rows.insert(3, ("dropped (empty union)", m.get("n_dropped_empty_union")))
     for other in metrics.PROTOCOLS:
