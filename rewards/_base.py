@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -150,57 +148,6 @@ def finite_or_zero(value: float) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 # Token counting
 # ----------------------------------------------------------------------------------------------------------------
-_WORD = re.compile(r"\S+")
-
-
-class TokenCounter:
-    """Counts tokens of rationale texts, batched and memoised by text.
-
-    ``tokenizer`` is a tokenizer (or a processor with a ``.tokenizer``), a path to a tokenizer folder (loaded lazily
-    with ``AutoTokenizer``, offline), or ``None``: then the count is the number of whitespace-separated words — a
-    tokenizer-free fallback that keeps ratios (brevity) meaningful; recipes pass the policy's tokenizer.
-    Special tokens are not added.
-    """
-
-    def __init__(self, tokenizer: Any = None, cache_size: int = 8192):
-        self.tokenizer = tokenizer
-        self.cache_size = cache_size
-        self._loaded = None
-        self._cache: dict[str, int] = {}
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_loaded"] = None
-        state["_cache"] = {}
-        return state
-
-    def _tok(self):
-        if self.tokenizer is None:
-            return None
-        if self._loaded is None:
-            tok = self.tokenizer
-            if isinstance(tok, (str, os.PathLike)):
-                from transformers import AutoTokenizer
-
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                tok = AutoTokenizer.from_pretrained(str(tok), trust_remote_code=False)
-            self._loaded = getattr(tok, "tokenizer", tok)
-        return self._loaded
-
-    def count(self, texts: Sequence[str]) -> list[int]:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            tok = self._tok()
-            if tok is None:
-                counts = [len(_WORD.findall(t)) for t in missing]
-            else:
-                counts = [len(ids) for ids in tok(missing, add_special_tokens=False)["input_ids"]]
-            if len(self._cache) + len(missing) > self.cache_size:
-                self._cache.clear()
-            self._cache.update(zip(missing, counts))
-        return [self._cache[t] for t in texts]
-
-
 def brevity_factor(concise_tokens: int, detailed_tokens: int) -> float:
     """``max(0, 1 − concise / detailed)``; 0 when the detailed rationale is empty."""
     if detailed_tokens <= 0:

@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from rewards import register_reward
-from rewards._base import Columns, Reward, TokenCounter, brevity_factor, rationales
+from rewards._base import Columns, Reward, brevity_factor, rationales
 from rewards._gate import Gate, log_gate_metrics
+from wise_rl.tokens import TokenCounter
 
 
 def default_embedding_folder() -> str:

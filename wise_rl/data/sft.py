@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wise_rl import formats
+from wise_rl.tokens import count_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,9 @@ def split_sentences(text: str) -> list[str]:
 
 
 def token_counter(tokenizer=None) -> Callable[[str], int]:
-    """``len(tokenizer(text).input_ids)`` without special tokens, or the number of whitespace words."""
-    if tokenizer is None:
-        return lambda text: len(text.split())
-    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    """The project's token count of a text, :func:`wise_rl.tokens.count_tokens` (the tokenizer's tokens without
+    special tokens; whitespace words without a tokenizer)."""
+    return lambda text: count_tokens(text, tokenizer)
 
 
 def _truncate(text: str, budget: int, tokenizer=None) -> str:

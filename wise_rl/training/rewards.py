@@ -14,6 +14,7 @@ import sys
 
 from wise_rl import formats
 from wise_rl.errors import ConfigError
+from wise_rl.tokens import count_tokens
 from wise_rl.training.script_args import GRPOScriptArguments
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,8 @@ def check_reward_columns(reward_funcs: list, dataset, source: str = "the trainin
 
 def completion_lengths(completion, tokenizer=None, layout: str = "three-stage") -> dict[str, int]:
     """Lengths of a completion's parts: ``think`` (the <think> content: concise for WISE), ``d_think`` and ``answer``
-    in tokens (``tokenizer``) or whitespace words (no tokenizer). Unparseable parts count 0."""
+    by :func:`wise_rl.tokens.count_tokens` (tokens with ``tokenizer``, whitespace words without). Unparseable parts
+    count 0."""
     parsed = formats.parse_completion(completion, "three-stage" if layout == "three-stage" else "think-answer")
     text = formats.completion_text(completion)
     if parsed.concise is None:  # format failed: locate the think block loosely
@@ -131,14 +133,8 @@ def completion_lengths(completion, tokenizer=None, layout: str = "three-stage") 
     else:
         think = parsed.concise
 
-    def count(s: str | None) -> int:
-        if not s:
-            return 0
-        if tokenizer is None:
-            return len(s.split())
-        return len(tokenizer(s, add_special_tokens=False)["input_ids"])
-
-    return {"think": count(think), "d_think": count(parsed.detailed), "answer": count(parsed.answer_text)}
+    parts = {"think": think, "d_think": parsed.detailed, "answer": parsed.answer_text}
+    return {part: count_tokens(text or "", tokenizer) for part, text in parts.items()}
 
 
 # The closing tag each reward needs to score, per layout: a completion clipped before it scores 0 on that reward.
