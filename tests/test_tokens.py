@@ -1,5 +1,6 @@
 """One think-token count (wise_rl.tokens): the SFT data statistics, the rewards, the training logs (which the demo's
-GRPO trend reads) and evaluation count the same text the same way, with a tokenizer and without one."""
+GRPO trend reads) and evaluation count the same text the same way, with a tokenizer and without one (evaluation
+then reports nothing rather than words)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ def test_sft_stats_rewards_training_logs_and_eval_agree(processor, with_tokenize
     expected = tokens.count_tokens(TEXT, tok)
     completion = f"<think>{TEXT}</think><answer>{{}}</answer><d_think>a b c</d_think>"
     assert token_counter(tok)(TEXT) == expected
-    assert eval_count(tok, TEXT) == expected and eval_count(tok, None) is None
+    assert eval_count(tok, None) is None
+    # evaluation counts by the same rule, but reports no word count as think tokens: without a tokenizer, not measured
+    assert eval_count(tok, TEXT) == (expected if with_tokenizer else None)
     assert completion_lengths(completion, tok)["think"] == expected
     assert completion_lengths(completion, tok)["d_think"] == tokens.count_tokens("a b c", tok)
     from rewards.distillation import TokenCounter as RewardCounter

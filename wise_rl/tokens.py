@@ -6,9 +6,10 @@
     count(text) = len(tokenizer(text, add_special_tokens=False).input_ids)    with a tokenizer (the policy's)
     count(text) = len(re.findall(r"\\S+", text))                              without one: whitespace words
 
-The fallback is one documented stand-in, not a token count: it keeps ratios (``1 − T(concise)/T(detailed)``, the
-verbose/WISE think-token ratio) meaningful where no tokenizer is at hand (tests, ``wise-rl score`` without
-``--tokenizer``); recipes, ``wise-rl eval`` and the demo pass the policy's tokenizer. ``tokenizer`` may be a
+The fallback is one documented stand-in, not a token count: it keeps ratios (``1 − T(concise)/T(detailed)``) and
+SFT data statistics meaningful where no tokenizer is at hand (tests, ``build-sft`` without one); recipes,
+``wise-rl eval`` and the demo pass the policy's tokenizer. Evaluation never reports the fallback: without a
+tokenizer its think tokens are "not measured" (:func:`wise_rl.evaluate.scoring.count_tokens`). ``tokenizer`` may be a
 tokenizer, a processor (its ``.tokenizer`` is used) or, for :class:`TokenCounter`, a tokenizer folder (loaded
 lazily, offline). Empty text counts 0. No import of the training stack at module level.
 """

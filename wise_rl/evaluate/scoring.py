@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from wise_rl import formats, frames, metrics
+from wise_rl import formats, frames, metrics, tokens
 from wise_rl.data.images import load_image
 from wise_rl.data.schema import as_mask_array
 from wise_rl.errors import EvalError  # noqa: F401  (re-exported)
@@ -65,10 +65,12 @@ def measured_think(completion: str, prompt: str) -> str | None:
 
 
 def count_tokens(tokenizer, text: str | None) -> int | None:
-    """Tokens of ``text`` with the policy tokenizer (no special tokens added); None without a tokenizer."""
+    """Think tokens of ``text`` by the project's one rule, :func:`wise_rl.tokens.count_tokens`, with the policy
+    tokenizer; None without a tokenizer or without a think text: evaluation reports the headline cost in tokens
+    only, never the rule's word fallback (``think_cost_note`` then says why it is missing)."""
     if tokenizer is None or text is None:
         return None
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return tokens.count_tokens(text, tokenizer)
 
 
 # ----------------------------------------------------------------------------------------------------------------
