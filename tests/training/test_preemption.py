@@ -112,3 +112,24 @@ def test_a_second_signal_exits_at_once_and_sigint_is_130(tiny_model_dir, shapewo
     assert "interrupted at step" not in proc.stderr and not list(out.glob("checkpoint-*"))
     proc = signalled("sft", argv("sft", tiny_model_dir, shapeworld_dir, out), tmp_path, sig="SIGINT")
     assert proc.returncode == 130 and (out / "checkpoint-3").is_dir(), proc.stderr[-3000:]
+
+
+def test_grpo_stops_at_the_end_of_a_reused_generation_batch(tiny_model_dir, shapeworld_dir, tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    from wise_rl.training import preemption
+
+    s, t, m = training.parse_grpo_args(argv("grpo", tiny_model_dir, shapeworld_dir, tmp_path) + [
+        "--num_iterations", "2", "--gradient_accumulation_steps", "2", "--steps_per_generation", "2"])
+    assert preemption.exact_stop_every(t) == 2  # 2 micro-batches × 2 iterations = 4 micro-batches = 2 steps
+    s2, t2, _ = training.parse_sft_args(argv("sft", tiny_model_dir, shapeworld_dir, tmp_path))
+    assert preemption.exact_stop_every(t2) == 1
+    callback = preemption.PreemptionCallback(every=2)
+    callback.signum = 15
+    state, control = TrainerState(), TrainerControl()
+    state.global_step = 3
+    callback.on_step_end(t, state, control)
+    assert not control.should_save and callback.stopped_at is None  # inside the cycle: not yet
+    state.global_step = 4
+    callback.on_step_end(t, state, control)
+    assert control.should_save and control.should_training_stop and callback.stopped_at == 4

@@ -251,3 +251,28 @@ def test_pretrain_base_refuses_a_held_folder_before_it_trains(tmp_path):
         assert sorted(p.name for p in out.iterdir()) == [outdir.LOCK_FILE]
     finally:
         holder.communicate("\n", timeout=60)
+
+
+FULL_DISK = """
+import errno, sys, torch
+ORIGINAL = torch.save
+def save(obj, f, *a, **k):
+    if "checkpoint-2" in str(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return ORIGINAL(obj, f, *a, **k)
+torch.save = save
+from wise_rl.scripts import sft
+sys.exit(sft.cli(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_during_a_save_is_one_line_without_a_traceback(tiny_model_dir, shapeworld_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, *sft_argv(tiny_model_dir, shapeworld_dir, out,
+                                                                      "--save_steps", "2")],
+                          env=ENV, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [line for line in errors if line.startswith("recipes/sft.py: error: ")] and len(errors) == 1
+    assert f"saving a checkpoint under {out} failed; the disk holding it has" in errors[0]
+    assert "Traceback" not in proc.stderr

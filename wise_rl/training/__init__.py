@@ -359,7 +359,7 @@ def _train(trainer, checkpoint: str | None, output_dir) -> dict[str, Any]:
     """``trainer.train`` with SIGTERM / SIGINT turned into a saved checkpoint and ``SystemExit(128 + signal)``."""
     import threading
 
-    callback = preemption.PreemptionCallback()
+    callback = preemption.PreemptionCallback(preemption.exact_stop_every(trainer.args))
     trainer.add_callback(callback)
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:

@@ -1,5 +1,6 @@
 """Preemption-safe training: SIGTERM (what SLURM and Kubernetes send before they kill) or SIGINT (Ctrl-C) ends
-the current optimizer step, saves a complete ``checkpoint-N`` and stops; a second signal exits at once.
+the current optimizer step (for GRPO / RLOO: the current reused generation batch, :func:`exact_stop_every`), saves a
+complete ``checkpoint-N`` and stops; a second signal exits at once.
 
 :class:`PreemptionCallback` is a ``transformers.TrainerCallback``: the signal handler only sets a flag; at the next
 ``on_step_end`` the callback sets ``control.should_save`` and ``control.should_training_stop``, so the Trainer saves
@@ -29,9 +30,11 @@ def _callback_base():
 
 class PreemptionCallback(_callback_base()):
     """Install with :meth:`install` (main thread) before ``trainer.train``; :meth:`uninstall` restores the
-    previous handlers. ``signum`` is the signal received (None: none), ``stopped_at`` the step saved."""
+    previous handlers. ``signum`` is the signal received (None: none), ``stopped_at`` the step saved. ``every``: stop
+    only at a step that is a multiple of it (:func:`exact_stop_every`)."""
 
-    def __init__(self):
+    def __init__(self, every: int = 1):
+        self.every = max(1, int(every))
         self.signum: int | None = None
         self.stopped_at: int | None = None
         self._previous: dict[int, object] = {}
@@ -64,12 +67,26 @@ class PreemptionCallback(_callback_base()):
 
     def on_step_end(self, args, state, control, **kwargs):
         signum = self._any_rank_signalled(args)
-        if signum is not None:
+        if signum is not None and state.global_step % self.every == 0:
             self.signum = self.signum or signum
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def exact_stop_every(args) -> int:
+    """The step multiple at which a checkpoint resumes exactly: GRPO / RLOO reuse a generation batch for
+    ``steps_per_generation`` micro-batches × ``num_iterations`` and do not checkpoint it (a resume inside such a
+    cycle regenerates it), so a signal is honoured at the end of the cycle, ``cycle / gcd(cycle, grad_accum)``
+    optimizer steps; 1 for other trainers."""
+    import math
+
+    if not hasattr(args, "num_iterations"):
+        return 1
+    accum = int(args.gradient_accumulation_steps or 1)
+    cycle = int(getattr(args, "steps_per_generation", None) or accum) * int(args.num_iterations or 1)
+    return cycle // math.gcd(cycle, accum)
 
 
 def exit_if_interrupted(callback: PreemptionCallback, output_dir) -> None:
