@@ -120,13 +120,13 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
     if script_args.sample_log_every < 0 or script_args.sample_log_count < 0:
         raise ConfigError("sample_log_every / sample_log_count: must be ≥ 0")
 
+    _check_resume_and_report_to(training_args)
+
+
+def _check_resume_and_report_to(training_args) -> None:
     ckpt = training_args.resume_from_checkpoint
     if ckpt not in (None, "", "true", "True", "false", "False") and not Path(ckpt).is_dir():
         raise ConfigError(f"resume_from_checkpoint: {ckpt!r} is not a checkpoint folder")
-
-
-def prompt_templates(value: str | None) -> list[str]:
-    """Template names from a ``prompt_template`` value: one name or a comma-separated list (None → [])."""
     _check_report_to(training_args.report_to)
 
 
@@ -168,6 +168,10 @@ def warn_prompt_wording(model_path, templates: list[str]) -> str | None:
                "its rewards may start at 0. Set prompt_template to the wording the model learnt")
     logger.warning("%s", message)
     return message
+
+
+def prompt_templates(value: str | None) -> list[str]:
+    """Template names from a ``prompt_template`` value: one name or a comma-separated list (None → [])."""
     return [name.strip() for name in (value or "").split(",") if name.strip()]
 
 
@@ -189,11 +193,11 @@ def validate_sft_args(script_args: SFTScriptArguments, training_args, model_args
                 f"prompt_template {template!r} asks for a {asks_for!r} completion but target_mode is "
                 f"{script_args.target_mode!r}; use prompt_template {DEFAULT_SFT_PROMPT[script_args.target_mode]!r}"
             )
+    warn_prompt_wording(model_args.model_name_or_path, prompt_templates(sft_prompt_template(script_args)))
     if training_args.max_length is not None:
         logger.warning(
             "max_length=%s: truncation that cuts image tokens raises inside the model; max_length: null is safer "
             "for VLM SFT", training_args.max_length,
-    warn_prompt_wording(model_args.model_name_or_path, prompt_templates(sft_prompt_template(script_args)))
         )
     if getattr(training_args, "packing", False):
         raise ConfigError("packing: not supported for vision-language SFT; set packing: false")
@@ -210,11 +214,11 @@ def validate_grpo_args(script_args: GRPOScriptArguments, training_args, model_ar
     template = script_args.prompt_template or "wise-train"
     if "," in template:
         raise ConfigError(f"prompt_template: GRPO takes one template, got {template!r}")
+    warn_prompt_wording(model_args.model_name_or_path, [template])
     if formats.PROMPT_SPECS[template]["layout"] == "answer-only":
         logger.warning("prompt_template %r asks for no rationale: format/self_distillation rewards will be 0", template)
 
     names = script_args.reward_funcs
-    warn_prompt_wording(model_args.model_name_or_path, [template])
     if not names:
         raise ConfigError("reward_funcs: empty; name at least one reward (e.g. format, bbox_iou)")
     known = _known_rewards()
