@@ -6,10 +6,11 @@ A folder given to :func:`build_report` is searched two levels deep, so a demo fo
 
 Figures written to the output folder (only those with data):
 
-``rewards.png``   one panel per reward component (``rewards/<name>/mean``) plus the total ``reward``, over steps
+``rewards.png``   one panel per reward component (``rewards/<name>/mean``) plus the total ``reward``, over steps;
+                  a component that never scored says why in its panel (:func:`never_scored`)
 ``lengths.png``   completion length (``completions/mean_length``), concise / think token counts
                   (``self_distillation/concise_tokens_mean`` and any ``…think…tokens…`` key) over steps
-``loss.png``      training loss over steps (SFT and GRPO)
+``loss.png``      training loss over steps: SFT and GRPO on separate panels (their scales differ)
 ``eval_cost_accuracy.png``  mean think tokens (x) vs gIoU (y), one labelled point per eval run
 ``report.md``     tables of the above with the figures linked
 """
@@ -166,8 +167,34 @@ def _panel_grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def never_scored(runs: list[TrainingRun], key: str) -> str | None:
+    """Why the reward ``key`` (``rewards/<name>/mean``) never scored, when it logged 0 at every step of every run
+    (None when it scored somewhere, or logged nothing): completions cut before the tag it needs
+    (``completions/clipped_before_tag_ratio``, else TRL's ``completions/clipped_ratio``), a closed gate
+    (``<name>/gate_pass_rate``), or no reason in the logs."""
+    values = [v for r in runs for v in r.series(key)[1]]
+    if not values or any(v != 0 for v in values):
+        return None
+    name = REWARD_RE.match(key).group("name") if REWARD_RE.match(key) else key
+
+    def mean(k):
+        got = [v for r in runs for v in r.series(k)[1]]
+        return sum(got) / len(got) if got else None
+
+    clipped = mean("completions/clipped_before_tag_ratio")
+    if clipped is None:
+        clipped = mean("completions/clipped_ratio")
+    if clipped is not None and clipped >= 0.5:
+        return (f"never scored: {clipped:.0%} of the completions were cut at max_completion_length before the tag it "
+                "needs; raise max_completion_length")
+    gate = mean(f"{name}/gate_pass_rate")
+    if gate is not None and gate == 0:
+        return "never scored: no completion passed its correctness gate"
+    return "never scored: 0 at every logged step"
+
+
 def _plot_series(runs: list[TrainingRun], keys: list[str], titles: dict[str, str], path: Path,
-                 suptitle: str, ylabel: str) -> Path | None:
+                 suptitle: str, ylabel: str, notes: dict[str, str] | None = None) -> Path | None:
     keys = [k for k in keys if any(r.series(k)[0] for r in runs)]
     if not keys:
         return None
@@ -186,9 +213,16 @@ def _plot_series(runs: list[TrainingRun], keys: list[str], titles: dict[str, str
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
+        if (notes or {}).get(key):  # a panel that says why it is flat
+            ax.text(0.5, 0.5, "\n".join(_wrap(notes[key], 40)), transform=ax.transAxes, ha="center", va="center",
+                    fontsize=8, color="C3", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "C3"})
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend: dict[str, Any] = {}  # every run once, from whichever panel draws it
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
     if len(runs) > 1 or len(labels) > 0:
         fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.suptitle(suptitle)
@@ -204,7 +238,20 @@ def plot_rewards(runs: list[TrainingRun], out: Path) -> Path | None:
     if any(r.series("reward")[0] for r in runs):
         keys = ["reward", *keys]
         titles["reward"] = plain_name("reward")
-    return _plot_series(runs, keys, titles, out / "rewards.png", "Reward components over training", "mean reward")
+    notes = {k: note for k in keys if (note := never_scored(runs, k))}
+    return _plot_series(runs, keys, titles, out / "rewards.png", "Reward components over training", "mean reward",
+                        notes)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
+
+
+def is_rl_run(run: TrainingRun) -> bool:
+    """A GRPO / RLOO run (it logs rewards); otherwise SFT."""
+    return any(REWARD_RE.match(k) or k == "reward" for k in run.keys())
 
 
 def plot_lengths(runs: list[TrainingRun], out: Path) -> Path | None:
@@ -216,7 +263,15 @@ def plot_lengths(runs: list[TrainingRun], out: Path) -> Path | None:
 
 
 def plot_loss(runs: list[TrainingRun], out: Path) -> Path | None:
-    return _plot_series(runs, ["loss"], {}, out / "loss.png", "Training loss", "loss")
+    """The training loss, SFT runs and GRPO/RLOO runs on separate panels: their scales differ by orders of magnitude
+    (a GRPO loss is ~0 by construction, its gradient comes from the advantages)."""
+    groups = {"SFT loss (cross-entropy on the completion)": [r for r in runs if not is_rl_run(r)],
+              "GRPO / RLOO loss (policy objective; ~0 by construction)": [r for r in runs if is_rl_run(r)]}
+    renamed = [TrainingRun(r.name, r.path, [{**e, f"loss:{title}": e["loss"]} for e in r.log_history if "loss" in e])
+               for title, members in groups.items() for r in members]
+    keys = [f"loss:{title}" for title, members in groups.items() if members]
+    return _plot_series(renamed, keys, {k: k.split(":", 1)[1] for k in keys}, out / "loss.png", "Training loss",
+                        "loss")
 
 
 def eval_label(run: EvalRun) -> str:
@@ -282,6 +337,15 @@ def _f(value, pct=False, digits=2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+# The concise part's length, as the recipes log it (every GRPO step), else as the self-distillation reward does
+# (only the well-formed completions of a step)
+CONCISE_KEYS = ("completions/think_tokens", "self_distillation/concise_tokens_mean")
+
+
+def _first(last: dict[str, Any], keys: Sequence[str]):
+    return next((last[k] for k in keys if k in last), None)
+
+
 def _training_table(runs: list[TrainingRun]) -> list[str]:
     lines = ["| run | steps | final loss | final reward | reward components (last log) | completion len | "
              "concise tokens |", "|---|---|---|---|---|---|---|"]
@@ -294,7 +358,7 @@ def _training_table(runs: list[TrainingRun]) -> list[str]:
         step = max((e.get("step", 0) for e in r.log_history), default=0)
         lines.append(f"| {r.name} | {step} | {_f(last.get('loss'), digits=4)} | {_f(last.get('reward'), digits=3)} | "
                      f"{comps or '–'} | {_f(last.get('completions/mean_length'), digits=1)} | "
-                     f"{_f(last.get('self_distillation/concise_tokens_mean'), digits=1)} |")
+                     f"{_f(_first(last, CONCISE_KEYS), digits=1)} |")
     return lines
 
 
@@ -336,6 +400,9 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path | None = None)
     md = ["# wise-rl report", ""]
     if training:
         md += ["## Training runs", "", *_training_table(training), ""]
+        flat = {k: note for k in sorted({k for r in training for k in r.keys() if REWARD_RE.match(k)})
+                if (note := never_scored(training, k))}
+        md += [f"- `{REWARD_RE.match(k).group('name')}` {note}" for k, note in flat.items()] + ([""] if flat else [])
     if evals:
         md += ["## Eval runs", "", "IoUs in percent (protocol per run in its metrics.json); think tokens counted "
                "with the policy tokenizer on the `<think>` content.", "", *_eval_table(evals), ""]
