@@ -12,9 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("wise_rl", "rewards")
 TESTBED = "wise_rl.testbed"
-# The one seam: a recipe's `dataset: shapeworld` and `tiny_model_preset` resolve in these functions of the core.
-SEAM = {"wise_rl.training.data": {"load_training_dataset"}, "wise_rl.training.model": {"ensure_model"},
-        "wise_rl.training.checks": {"_validate_common"}}
+# The one seam: a recipe's `dataset: shapeworld` resolves in this function of the core.
+SEAM = {"wise_rl.training.data": {"load_training_dataset"}}
 # Not core besides the wise_rl.testbed package itself: the testbed's own CLI verbs.
 OUTSIDE_CORE = {
     "wise_rl.commands.synth", "wise_rl.commands.tiny_model", "wise_rl.commands.pretrain_base",
@@ -141,7 +140,7 @@ def test_the_core_reaches_the_testbed_only_through_the_seam():
     core = [m for m in MODULES if m.startswith("wise_rl") and not _is_testbed(m) and m not in OUTSIDE_CORE]
     assert "wise_rl.training" in core and "wise_rl.models" in core and "wise_rl.data.loaders" in core
     crossings = [(m, t, f) for m in core for t, f in imports_of(m) if _is_testbed(t)]
-    assert crossings, "the seam itself should show: training builds ShapeWorld and the tiny presets"
+    assert crossings, "the seam itself should show: training builds ShapeWorld"
     outside = [c for c in crossings if c[2] not in SEAM.get(c[0], set())]
     assert outside == [], f"core modules import the testbed outside the seam {SEAM}: {outside}"
 

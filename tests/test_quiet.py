@@ -67,7 +67,7 @@ def _unexplained(stderr: str) -> list[str]:
 
 def test_a_tiny_sft_then_grpo_run_prints_only_lines_a_user_can_act_on(tiny_model_dir, shapeworld_dir, tmp_path):
     common = ["--model_name_or_path", str(tiny_model_dir), "--dataset", str(shapeworld_dir), "--dataset_split",
-              "train", "--report_to", "none", "--tiny_model_preset", "tiny", "--dataset_limit", "8"]
+              "train", "--report_to", "none", "--dataset_limit", "8"]
     sft = _run([sys.executable, "recipes/sft.py", "--config", "recipes/tiny/sft.yaml", *common, "--max_steps", "2",
                 "--per_device_train_batch_size", "4", "--save_steps", "2", "--sample_log_every", "0",
                 "--output_dir", str(tmp_path / "sft")])

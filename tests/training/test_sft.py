@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def sft_argv(model_dir, data_dir, out, *extra):
     return ["--config", str(ROOT / "recipes/tiny/sft.yaml"), "--model_name_or_path", str(model_dir),
             "--dataset", str(data_dir), "--dataset_split", "train", "--output_dir", str(out),
-            "--report_to", "none", "--sample_log_every", "0", "--tiny_model_preset", "tiny", *extra]
+            "--report_to", "none", "--sample_log_every", "0", *extra]
 
 
 @pytest.fixture(scope="module")

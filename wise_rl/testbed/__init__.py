@@ -8,7 +8,6 @@
 - :mod:`~wise_rl.testbed.bench`: the ``wise-rl bench`` benchmarks.
 
 The toolkit core never imports this package except through one seam, :mod:`wise_rl.training`: a recipe's
-``dataset: shapeworld`` (:func:`wise_rl.training.load_training_dataset`) and ``tiny_model_preset``
-(:func:`wise_rl.training.ensure_model` and the config check). ``tests/test_layout.py`` holds the rule; findings and
+``dataset: shapeworld`` (:func:`wise_rl.training.load_training_dataset`). ``tests/test_layout.py`` holds the rule; findings and
 timings of the testbed are in ``docs/testbed.md``.
 """

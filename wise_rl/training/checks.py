@@ -2,9 +2,6 @@
 :func:`validate_grpo_args` (both run :func:`_validate_common`). A bad value raises :class:`ConfigError` naming the
 option and what is accepted; a risky one (checkpoints inside a reused GRPO generation batch, ``max_length`` with
 image tokens, ``trust_remote_code``) logs a warning.
-
-``tiny_model_preset`` names are checked against the testbed's presets here: one of the core's seams into the
-testbed (docs/ARCHITECTURE.md, "Core and testbed").
 """
 
 from __future__ import annotations
@@ -78,14 +75,13 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
     if not model_args.model_name_or_path:
         raise ConfigError("model_name_or_path: missing; give a hub id or a local model folder")
     path = model_args.model_name_or_path
-    if not Path(path).exists() and script_args.tiny_model_preset is None:
+    if not Path(path).exists():
         looks_local = path.startswith((".", "/", "~")) or path.count("/") != 1
         if looks_local or (_offline() and not _hub_cached(path)):
             raise ConfigError(
                 f"model_name_or_path: {path!r} does not exist"
                 + (" and is not in the hub cache (HF_HUB_OFFLINE=1)" if _offline() and not looks_local else "")
-                + f" (a random-weight test model is built only on request: `wise-rl tiny-model --out {path}`, "
-                "or --tiny_model_preset tiny)"
+                + f" (a random-weight test model is built only on request: `wise-rl tiny-model --out {path}`)"
             )
     if Path(path).is_file():
         raise ConfigError(f"model_name_or_path: {path!r} is a file; give a model folder or a hub id")
@@ -95,11 +91,6 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
         raise ConfigError(f"output_dir: {str(out)!r} is an existing file; give a folder")
     if not training_args.learning_rate > 0:  # also catches NaN
         raise ConfigError(f"learning_rate: must be > 0, got {training_args.learning_rate}")
-    if script_args.tiny_model_preset is not None:
-        from wise_rl.testbed.fixtures.tiny_model import PRESETS
-
-        if script_args.tiny_model_preset not in PRESETS:
-            raise ConfigError(f"tiny_model_preset: {script_args.tiny_model_preset!r} unknown; known: {', '.join(PRESETS)}")
 
     quantized = model_args.load_in_4bit or model_args.load_in_8bit
     if quantized and not model_args.use_peft:

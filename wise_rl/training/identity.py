@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 IDENTITY_FILE = "run_identity.json"
 # Script arguments that do not change the weights.
-NOT_IDENTITY = frozenset({"resume", "sample_log_every", "sample_log_count", "tiny_model_preset",
+NOT_IDENTITY = frozenset({"resume", "sample_log_every", "sample_log_count",
                           "dataset_test_split"})
 TRAINING_KEYS = (
     "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_ratio", "warmup_steps", "weight_decay",

@@ -1,6 +1,5 @@
-"""Model side of the recipes: the model path (:func:`ensure_model` builds a ``tiny_model_preset`` there first: one of
-the core's seams into the testbed, docs/ARCHITECTURE.md), processor, quantization, LoRA, ``model_init_kwargs``,
-DeepSpeed on CPU, freezing the vision tower, the parameter counts logged.
+"""Model side of the recipes: the model path (:func:`ensure_model`), processor, quantization, LoRA,
+``model_init_kwargs``, DeepSpeed on CPU, freezing the vision tower, the parameter counts logged.
 
 The model is always given to TRL as a *path* with ``model_init_kwargs`` (dtype, attention) so that 4-bit QLoRA works
 (an instantiated model ignores a quantization config) and ZeRO-3 partitions at load time. The processor comes from
@@ -21,20 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 def ensure_model(script_args: WiseScriptArguments, model_args) -> str:
-    """The model path; builds a random-weight preset there first when ``tiny_model_preset`` asks for it."""
-    path = model_args.model_name_or_path
-    if script_args.tiny_model_preset and not (Path(path) / "config.json").is_file():
-        from accelerate import PartialState
-
-        from wise_rl.testbed.fixtures.tiny_model import build_tiny_model
-
-        with PartialState().main_process_first():
-            if not (Path(path) / "config.json").is_file():
-                logger.warning("tiny_model_preset: building a random-weight %r model in %s",
-                               script_args.tiny_model_preset, path)
-                build_tiny_model(path, preset=script_args.tiny_model_preset, seed=0,
-                                 image_size=script_args.shapeworld_image_size)
-    return path
+    """The model path (a hub id or a folder; :func:`wise_rl.training.checks.validate_sft_args` has checked it). A
+    random-weight test model is built as a separate step: ``wise-rl tiny-model --out DIR``."""
+    return model_args.model_name_or_path
 
 
 def build_processor(script_args: WiseScriptArguments, model_args):

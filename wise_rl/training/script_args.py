@@ -70,13 +70,6 @@ class WiseScriptArguments:
                   "merger keep the weights they came with, so the grounding learnt before survives a short, "
                   "high-lr stage (common in Qwen2.5-VL fine-tuning; LoRA on 'language_model' does the same)."},
     )
-    tiny_model_preset: str | None = field(
-        default=None,
-        metadata={"help": "Explicit request to build a random-weight model of this wise_rl.models preset "
-                  "(tiny|small) at model_name_or_path when no model is there (for CPU demos and tests; off by "
-                  "default, so a mistyped path is an error, not a random model). `wise-rl tiny-model` does the same "
-                  "as a separate step."},
-    )
     resume: bool = field(
         default=True,
         metadata={"help": "Continue from the last complete checkpoint in output_dir when one exists "

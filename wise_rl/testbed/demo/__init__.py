@@ -69,7 +69,7 @@ VERBOSE_ARM = ("sft_verbose", "eval_verbose")
 WISE_ARM = ("sft_wise", "grpo_wise", "eval_wise-s-sft", "eval_wise", "eval_wise-s")
 ALL_STAGES = ("data", "base", *VERBOSE_ARM, *WISE_ARM, "report")
 # Recipe options the demo sets itself (paths and the step budget); a profile may not override them.
-RESERVED = ("model_name_or_path", "dataset", "dataset_split", "output_dir", "max_steps", "tiny_model_preset")
+RESERVED = ("model_name_or_path", "dataset", "dataset_split", "output_dir", "max_steps")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -299,7 +299,6 @@ def stage_configs(run: Run) -> dict[str, dict[str, Any]]:
         cfg.update(p.stages.get(stage, {}))
         cfg.update(model_name_or_path=str(models[stage]), dataset=str(run.data), dataset_split="train",
                    output_dir=str(run.train_dir(stage)), max_steps=steps[stage], seed=p.seed)
-        cfg.pop("tiny_model_preset", None)
         if "prompt_template" in cfg:
             cfg["prompt_template"] = _styled(run, cfg["prompt_template"], f"stages.{stage}.prompt_template")
         out[stage] = cfg
