@@ -182,3 +182,17 @@ def test_a_typo_in_a_verb_flag_prints_that_verb_usage(capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("usage: wise-rl eval")
     assert "unrecognized arguments: --modle m" in err and "VERB" not in err
+
+
+# ---- 7. ZeRO-3 reports the real parameter counts ----------------------------------------------------------------
+def test_parameter_counts_under_zero3_partitioning_are_the_real_ones():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    sizes = [p.numel() for p in model.parameters()]  # 12, 3, 6, 2
+    for p in model.parameters():  # what ZeRO-3 leaves on each process: an empty tensor and the real size aside
+        p.ds_numel = p.numel()
+        p.data = torch.empty(0)
+    model[1].weight.requires_grad_(False)
+    info = training.describe_model(model)
+    assert info["total_params"] == sum(sizes) == 23 and info["trainable_params"] == 23 - 6

@@ -135,9 +135,15 @@ def apply_freezing(model, script_args: WiseScriptArguments) -> None:
 
 
 def describe_model(model) -> dict[str, Any]:
-    """Parameter counts and quantization of the model a trainer holds (logged by the recipes)."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    """Parameter counts and quantization of the model a trainer holds (logged by the recipes). Under DeepSpeed
+    ZeRO-3 a process holds an empty placeholder per parameter (``numel() == 0``) and its full size in ``ds_numel``:
+    the counts are the real ones, not 0."""
+
+    def size(p) -> int:
+        return int(getattr(p, "ds_numel", 0) or p.numel())
+
+    trainable = sum(size(p) for p in model.parameters() if p.requires_grad)
+    total = sum(size(p) for p in model.parameters())
     quantized = "4bit" if getattr(model, "is_loaded_in_4bit", False) else (
         "8bit" if getattr(model, "is_loaded_in_8bit", False) else None)
     return {"trainable_params": trainable, "total_params": total, "quantized": quantized,
