@@ -394,12 +394,15 @@ def test_report_shows_what_the_base_names(tmp_path):
               "base_model": str(tmp_path), "base": base, "date": "today", "machine": "here", "variants": {},
               "random_shape_acc50": 0.35, "targets": {}, "grpo_trend": {}, "stages": {}, "figures": [],
               "budget": {"rule": "r", "sequences_per_step": 16, "verbose": side, "wise": side}}
+    # every naming figure of the card reaches the report (as a percentage), and none without naming; the wording
+    # is the template's (pinned by tests/testbed/test_templates.py)
     md = demo_report.report_markdown(report)
-    assert "names the queried shape's colour and kind in 10.0 % of the scenes" in md
-    assert "(naming a random shape of the scene: 36.0 %)" in md and "a blind guess: 9.8 %" in md
+    naming_figures = ("10.0 %", "20.0 %", "36.0 %", "9.8 %")
+    assert all(f in md for f in naming_figures)
     del base["naming"]
-    assert "What the base sees" not in demo_report.report_markdown(report)
+    bare = demo_report.report_markdown(report)
+    assert not any(f in bare for f in naming_figures) and len(bare.splitlines()) < len(md.splitlines())
     base["vision_probe"] = {"n_scored": 600, "colour_acc": 0.4, "colour_majority": 0.18, "kind_acc": 0.44,
                             "kind_majority": 0.22, "n_shapes": 2000, "cell_rgb_colour_acc": 0.57}
-    assert ("reads its colour 40.0 % of the time (most frequent colour 18.0 %) and its kind 44.0 %"
-            in demo_report.report_markdown(report))
+    probed = demo_report.report_markdown(report)
+    assert all(f in probed for f in ("600", "40.0 %", "18.0 %", "44.0 %", "22.0 %")) and "40.0 %" not in bare

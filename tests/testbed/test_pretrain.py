@@ -214,9 +214,13 @@ def test_continued_run_card_lists_the_commands_that_re_create_it(tmp_path, tiny_
     assert "--describe-share 0.5 --stream-start 4 --prompt-mix answer-only:3,wise-s:1" in card_b["command"]
     md = (tmp_path / "b" / CARD_MD).read_text()
     assert md.index(card_a["command"]) < md.index(card_b["command"])
-    assert DESCRIBE_PROMPT in md and "50 % of the scenes" in md
-    assert "`answer-only` 75 %, `wise-s` 25 %" in md
-    assert card_b["stages"][-1]["family_weights"]["attribute"] == 2.0 and "query families drawn attribute ×2" in md
+    # the card shows the run's settings as the card records them: the description prompt and its share, the prompt
+    # mix normalised to shares (3:1 → 75 % / 25 %), the family tilt (the exact wording is the template's, pinned by
+    # tests/testbed/test_templates.py)
+    assert card_b["describe_prompt"] == DESCRIBE_PROMPT and DESCRIBE_PROMPT in md and "50 %" in md
+    assert card_b["prompt_mix"] == {"answer-only": 3.0, "wise-s": 1.0} and "75 %" in md and "25 %" in md
+    assert "25 %" not in (tmp_path / "a" / CARD_MD).read_text()  # the first run had no mix
+    assert card_b["stages"][-1]["family_weights"]["attribute"] == 2.0 and "attribute ×2" in md
     from wise_rl.testbed.pretrain.base_card import model_card_markdown
 
     noted = model_card_markdown(card_b | {"note": "Shipped from folder b."})  # e.g. where the chain's output went
@@ -405,6 +409,7 @@ def test_described_test_scenes_match_the_test_split():
 
     test = generate_dataset(0, 4, seed=5, progress=False)["test"]
     rows = naming_rows(5, 4)
+    assert len(rows) == len(test) == 4  # the loop below checks every row, and there are rows to check
     for i, row in enumerate(rows):
         assert row["id"] == test[i]["id"] and row["query"] == test[i]["query"]
         assert row["gt_bbox"] == pytest.approx(test[i]["gt_bbox"])

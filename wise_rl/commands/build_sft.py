@@ -16,6 +16,10 @@ def add_arguments(parser) -> None:
                         "verbose completions per row from --model, keep reasoning with IoU ≥ tau")
     parser.add_argument("--source", required=True, help="anything wise_rl.data.loaders.load_source reads")
     parser.add_argument("--split", default=None)
+    parser.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
+                        help="your own data: which of your columns is which, e.g. query=problem,bbox=box "
+                             "(names: image, query, bbox, points, mask, polygons, id, detailed, concise; options "
+                             "bbox_format=xyxy|xywh, units=pixels|norm1|norm1000; docs/data.md)")
     parser.add_argument("--limit", type=int, default=None, help="first N rows only")
     parser.add_argument("--model-size", type=int, default=None, help="model frame side (default: source's own / 840)")
     parser.add_argument("--out", required=True, help="save_to_disk folder to write")
@@ -51,6 +55,10 @@ def run(args) -> int:
             raise SystemExit("build-sft --mode explore needs --model (the model to sample from)")
         options.update(model_path=args.model, k=args.k, tau=args.tau, temperature=args.temperature,
                        max_new_tokens=args.max_new_tokens, seed=args.seed)
+    if args.columns:
+        from wise_rl.data.columns import parse_columns
+
+        options["columns"] = parse_columns(args.columns, "--columns")
     try:
         report = build_sft_dataset(args.mode, args.source, args.out, split=args.split, limit=args.limit,
                                    model_size=args.model_size, overwrite=args.overwrite, **options)

@@ -3,6 +3,7 @@
     wise-rl eval --model DIR --dataset SRC --prompt wise --out runs/eval-wise [--compare runs/eval-verbose]
     wise-rl eval --model DIR --dataset SRC --prompt wise --out runs/s0 --shard 0/2   # and 1/2 elsewhere
     wise-rl eval --merge runs/s0 runs/s1 --out runs/eval-wise
+    wise-rl eval --model DIR --dataset mydata.jsonl --columns query=problem,bbox=box --out runs/eval-mine
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model folder (Qwen2.5-VL checkpoint or wise-rl tiny-model output)")
     parser.add_argument("--dataset", help="any source wise_rl.data.loaders.load_source accepts")
     parser.add_argument("--split", default=None, help="split of the source (default: 'test' if present)")
+    parser.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
+                        help="your own data: which of your columns is which, e.g. query=problem,bbox=box "
+                             "(names: image, query, bbox, points, mask, polygons, id, detailed, concise; options "
+                             "bbox_format=xyxy|xywh, units=pixels|norm1|norm1000; docs/data.md)")
     parser.add_argument("--prompt", default=None, choices=sorted(formats.PROMPT_SPECS),
                         help="prompt template; wise/wise-s/verbose stop generation at </answer> (default: the one "
                              "the model's wise_rl.json records for eval, else wise)")
@@ -51,8 +56,11 @@ def _precheck(args: argparse.Namespace, prompt: str) -> None:
     """Every mistake that can be seen from the arguments, before a model or dataset is loaded (UsageError)."""
     import json
 
+    from wise_rl.data.columns import parse_columns
     from wise_rl.errors import UsageError
     from wise_rl.evaluate import RUN_FILE, parse_shard
+
+    parse_columns(args.columns, "--columns")  # a ConfigError naming the entry, before anything loads
 
     try:
         parse_shard(args.shard)
@@ -73,7 +81,8 @@ def _precheck(args: argparse.Namespace, prompt: str) -> None:
         old = json.loads(run_file.read_text(encoding="utf-8"))
         new = {"model": args.model, "dataset": args.dataset, "split": args.split, "prompt": prompt,
                "mask_decoder": args.mask_decoder, "sam2": args.sam2, "max_new_tokens": args.max_new_tokens,
-               "limit": args.limit, "shard": args.shard, "strict_format": args.strict_format}
+               "limit": args.limit, "shard": args.shard, "strict_format": args.strict_format,
+               "columns": args.columns}
         if old.get("model_weights") is not None:  # the model is identified by its weights (evaluate.run_eval)
             new.pop("model")
         for key, value in new.items():
@@ -108,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             mask_decoder=args.mask_decoder, sam2=args.sam2, batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens, limit=args.limit, shard=args.shard, protocol=args.protocol,
             strict_format=args.strict_format, model_size=args.model_size, lisa_texts=args.lisa_texts,
+            columns=args.columns,
         )
         result = evaluate.run_eval(config, args.out, progress=not args.quiet)
         title = f"{prompt} on {args.dataset} → {args.out}"

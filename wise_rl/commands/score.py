@@ -17,6 +17,10 @@ from wise_rl.commands import PROTOCOLS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="any source wise_rl.data.loaders.load_source accepts")
     parser.add_argument("--split", default=None, help="split of the source (default: 'test' if present)")
+    parser.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
+                        help="your own data: which of your columns is which, e.g. query=problem,bbox=box "
+                             "(names: image, query, bbox, points, mask, polygons, id, detailed, concise; options "
+                             "bbox_format=xyxy|xywh, units=pixels|norm1|norm1000; docs/data.md)")
     parser.add_argument("--predictions", required=True, help="JSONL file: one {\"id\", \"completion\"} per line")
     parser.add_argument("--out", required=True, help="metrics.json to write (per-sample records go beside it)")
     parser.add_argument("--frame", default="model",
@@ -42,12 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wise_rl import evaluate
+    from wise_rl.data.columns import parse_columns
     from wise_rl.data.loaders import load_source
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     frame = evaluate.parse_frame(args.frame)
     dataset = load_source(args.dataset, split=args.split, with_original_mask=True, limit=args.limit,
-                          lisa_texts=args.lisa_texts)
+                          lisa_texts=args.lisa_texts, columns=parse_columns(args.columns, "--columns"))
     tokenizer = None
     if args.tokenizer:
         from wise_rl.models import load_processor
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet, dataset_name=str(args.dataset),
     )
     result["settings"]["lisa_texts"] = args.lisa_texts
+    result["settings"]["columns"] = args.columns
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=evaluate._json_default) + "\n", encoding="utf-8")

@@ -9,9 +9,12 @@ of side S (``model_size``, 840 when None):
     ``img_height``, ``img_width`` (Ricky06662/ReasonSeg_test / _val). ``id = f"{image_id}_{ann_id}"``. A ``text``
     given as a string gives one row; a list gives one row per query with id suffix ``#k`` (k = 0, 1, …).
 ``schema``    rows already in the sample schema (ShapeWorld ``save_to_disk`` output): validated and passed through;
-    rescaled through ``frames`` only when ``model_size`` is given and differs from the rows' own. Extra columns
+    rescaled through ``frames`` only when ``model_size`` is given and differs from the rows' own. ``gt_points``
+    may be None on a row with a ``gt_bbox`` (a box-only row of your own data). Extra columns
     (ShapeWorld's ``family``, ``target_index``, ``shape_boxes``) are kept unchanged, or dropped with a warning when
     the rows are rescaled (they may hold model-frame coordinates).
+
+``mapped``    your own columns, named by a mapping (``wise_rl.data.columns``: the names, units and the row rule).
 
 LISA folders are read by ``wise_rl.data.lisa``. A bad row comes out of :func:`_dataset_rows` as a
 :class:`DataError` (source, row index and id, column, reason) for the loader to raise or count.
@@ -36,8 +39,10 @@ from wise_rl.data._rowtools import (
     _mask_from_value,
     _mask_ground_truth,
     _model_image,
+    _model_mask,
     _number,
     _open_image,
+    _original_image,
     _positive_int,
     _queries,
     _query,
@@ -54,12 +59,14 @@ _SOLUTION_RE = re.compile(
 
 
 def _dataset_rows(ds: Dataset, kind: str, label: str, model_size: int | None, with_original_mask: bool,
-                  base_dir: Path | None, extras: list[str]) -> tuple[Iterator, int]:
+                  base_dir: Path | None, extras: list[str], converter=None) -> tuple[Iterator, int]:
+    """(generator of row lists or DataErrors, number of source rows). ``converter``: the row function of the
+    ``mapped`` kind (``wise_rl.data.columns.mapped_row`` bound to its mapping); the other kinds' are here."""
     needed = list(REQUIRED_COLUMNS[kind]) + [c for c in _OPTIONAL_COLUMNS.get(kind, ()) if c in ds.column_names]
     needed += extras
-    convert = {"refcocog": _refcocog_row, "reasonseg": _reasonseg_row, "schema": _schema_row}[kind]
-    mask_column = {"reasonseg": "mask"}.get(kind)
-    batch_size = 8 if kind == "reasonseg" else 64
+    convert = converter or {"refcocog": _refcocog_row, "reasonseg": _reasonseg_row, "schema": _schema_row}[kind]
+    mask_column = {"reasonseg": "mask", "mapped": "mask"}.get(kind)
+    batch_size = 8 if kind in ("reasonseg", "mapped") else 64
 
     def generate():
         arrow = ds.select_columns(needed).with_format("arrow")
@@ -155,12 +162,14 @@ def _reasonseg_row(row: dict, model_size: int | None, with_original_mask: bool, 
     truth = _mask_ground_truth(mask, width, height, size, "mask")
     model_image = _model_image(image, raw, fmt, size)
     original = _encode_png(mask) if with_original_mask else None
+    original_image = _original_image(image, raw) if with_original_mask else None
     rows = []
     for suffix, query in queries:
         out = {"id": base_id + suffix, "image": model_image, "query": query, "image_size": [width, height],
                "model_size": size, **truth, "detailed": None, "concise": None, "source": "reasonseg"}
         if with_original_mask:
             out["original_mask"] = original
+            out["original_image"] = original_image  # SAM2 at evaluation segments the original photo
         rows.append(out)
     return rows
 
@@ -179,7 +188,7 @@ def _schema_row(row: dict, model_size: int | None, with_original_mask: bool, bas
     if image.size != (own, own):
         raise _RowError("image", "image_size_mismatch",
                         f"image is {image.width}×{image.height}, expected model_size² = {own}×{own}")
-    bbox, points = row["gt_bbox"], row["gt_points"]
+    bbox, points = row["gt_bbox"], row.get("gt_points")
     mask = _mask_from_value(row.get("gt_mask"), "gt_mask", base_dir)
     if mask is not None and mask.shape != (own, own):
         raise _RowError("gt_mask", "mask_shape_mismatch",
@@ -190,14 +199,17 @@ def _schema_row(row: dict, model_size: int | None, with_original_mask: bool, bas
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
             raise _RowError("gt_bbox", "bad_value", f"gt_bbox must be [x1, y1, x2, y2], got {bbox!r}")
         bbox = [_number(v, "gt_bbox") for v in bbox]
-        if not isinstance(points, (list, tuple)) or len(points) != 2 or any(
-                not isinstance(p, (list, tuple)) or len(p) != 2 for p in points):
-            raise _RowError("gt_points", "bad_value", f"gt_points must be [[x, y], [x, y]], got {points!r}")
-        points = [[_number(v, "gt_points") for v in p] for p in points]
-        _check_box(bbox, points, own, own, "gt_bbox", "gt_points")
+        if points is not None:  # None: a box-only row (your own data without points or mask)
+            if not isinstance(points, (list, tuple)) or len(points) != 2 or any(
+                    not isinstance(p, (list, tuple)) or len(p) != 2 for p in points):
+                raise _RowError("gt_points", "bad_value", f"gt_points must be [[x, y], [x, y]], got {points!r}")
+            points = [[_number(v, "gt_points") for v in p] for p in points]
+        _check_box(bbox, points or [], own, own, "gt_bbox", "gt_points")
         if mask is not None and not target_pixels(mask).any():
             raise _RowError("gt_mask", "empty_mask", "empty mask: no target pixels (but a gt_bbox)")
     frame = (own, own)
+    gt_mask, thin = (None, False) if mask is None else (_encode_png(mask), False) if size == own else _model_mask(
+        mask, size)
     out = {
         "id": str(row["id"]),
         "image": _model_image(image, raw, fmt, size),
@@ -206,12 +218,14 @@ def _schema_row(row: dict, model_size: int | None, with_original_mask: bool, bas
         "model_size": size,
         "gt_bbox": bbox if size == own or bbox is None else frames.bbox_to_model(bbox, frame, size),
         "gt_points": points if size == own or points is None else frames.points_to_model(points, frame, size),
-        "gt_mask": None if mask is None else _encode_png(frames.mask_to_model(mask, size)),
+        "gt_mask": gt_mask,
+        "_thin": thin,
         "detailed": row.get("detailed"),
         "concise": row.get("concise"),
         "source": row.get("source") or "schema",
     }
     if with_original_mask:
+        out["original_image"] = row.get("original_image")  # kept by an earlier load; else eval rebuilds it
         original = _mask_from_value(row.get("original_mask"), "original_mask", base_dir)
         if original is not None and original.shape != (height, width):
             raise _RowError("original_mask", "mask_shape_mismatch",

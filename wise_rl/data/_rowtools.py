@@ -8,7 +8,8 @@ Masks, bbox and points derived from a mask (:func:`_mask_ground_truth`): the tig
 inscribed-circle points come from the ORIGINAL mask (``geometry.mask_bbox`` / ``inscribed_circle_points``) and are
 mapped to the model frame with ``frames``: ``x' = x · S / W``, ``y' = y · S / H`` (so ``frames.bbox_to_original``
 restores them exactly). ``gt_mask`` is the original mask resized by nearest neighbour to S×S (1 target,
-0 background, 255 ignore).
+0 background, 255 ignore), never emptied: a target thinner than a model pixel keeps every model pixel it touches
+(:func:`_model_mask`, counted by the loader as ``thin_targets``).
 
 Images (:func:`_open_image`, :func:`_model_image`): read as a viewer shows them (``wise_rl.data.images.load_image``:
 EXIF orientation applied, any mode to RGB); the model image is the original resized to S×S RGB (bicubic,
@@ -33,13 +34,16 @@ from wise_rl.data.images import ImageError, load_image, needs_conversion, source
 from wise_rl.data.schema import IGNORE_INDEX, as_mask_array
 from wise_rl.errors import DataError  # noqa: F401  (re-exported)
 
-KINDS = ("refcocog", "reasonseg", "lisa", "schema")
+KINDS = ("refcocog", "reasonseg", "lisa", "schema", "mapped")
 REQUIRED_COLUMNS = {
     "refcocog": ("id", "problem", "solution", "image", "img_height", "img_width"),
     "reasonseg": ("image", "text", "mask", "image_id", "ann_id", "img_height", "img_width"),
-    "schema": ("id", "image", "query", "image_size", "model_size", "gt_bbox", "gt_points"),
+    "schema": ("id", "image", "query", "image_size", "model_size", "gt_bbox"),
+    "mapped": ("image", "query"),  # your columns, renamed by wise_rl.data.columns
 }
-_OPTIONAL_COLUMNS = {"schema": ("gt_mask", "detailed", "concise", "source", "original_mask")}
+_OPTIONAL_COLUMNS = {"schema": ("gt_points", "gt_mask", "detailed", "concise", "source", "original_mask",
+                                "original_image"),
+                     "mapped": ("bbox", "points", "mask", "polygons", "id", "detailed", "concise")}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 _META_FILES = {"dataset_info.json", "state.json", "dataset_dict.json"}
 
@@ -244,8 +248,40 @@ def _mask_ground_truth(mask: np.ndarray, width: int, height: int, size: int, col
         raise _RowError(column, "empty_mask", "empty mask: no target pixels")
     image_size = (width, height)
     bbox = mask_bbox(mask)
+    encoded, thin = _model_mask(mask, size)
     return {
         "gt_bbox": frames.bbox_to_model(bbox, image_size, size),
         "gt_points": frames.points_to_model(inscribed_circle_points(mask), image_size, size),
-        "gt_mask": _encode_png(frames.mask_to_model(mask, size)),
+        "gt_mask": encoded,
+        "_thin": thin,
     }
+
+
+def _model_mask(mask: np.ndarray, size: int) -> tuple[dict, bool]:
+    """An original-frame mask → (encoded model-frame ``gt_mask``, whether the target was too thin to survive).
+
+    The model-frame mask is ``frames.mask_to_model`` (nearest neighbour). A target thinner than one model pixel
+    (a 1–2 px wide object on a large image) can vanish that way; then every model pixel whose footprint holds a
+    target pixel is marked target instead (a box-filter resize of the target, > 0), so a row with a target never
+    gets an empty ``gt_mask``. The flag comes back so that the loader counts and names such rows; scoring uses
+    the original-resolution mask (``original_mask``) and is not affected.
+    """
+    small = frames.mask_to_model(mask, size)
+    target = target_pixels(mask)
+    if target_pixels(small).any() or not target.any():
+        return _encode_png(small), False
+    height, width = small.shape
+    area = Image.fromarray(target.astype(np.float32), mode="F").resize((width, height), Image.BOX)
+    small = np.array(small, dtype=np.uint8)
+    small[np.asarray(area) > 0] = 1
+    return _encode_png(small), True
+
+
+def _original_image(image: Image.Image, raw: bytes | None) -> dict:
+    """The original image as a ``datasets`` Image cell, for SAM2 at evaluation: its stored bytes when they are the
+    image as shown, else the shown image (orientation applied, RGB) encoded losslessly as PNG."""
+    if raw is not None:
+        return {"bytes": raw, "path": None}
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return {"bytes": buf.getvalue(), "path": None}

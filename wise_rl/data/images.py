@@ -24,6 +24,7 @@ Errors: :class:`ImageError` (a ``ValueError``) naming the source when it is not 
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from wise_rl.errors import ImageError  # noqa: F401  (re-exported)
 
+logger = logging.getLogger(__name__)
+
 WHITE = (255, 255, 255)
 ORIENTATION_TAG = 0x0112
 
 
 def source_bytes(src: Any, base_dir: str | os.PathLike | None = None) -> tuple[bytes, str | None]:
-    """(encoded bytes, path or None) of a path, bytes or ``{"bytes", "path"}`` cell; a relative path that does not
-    exist is looked up under ``base_dir``. Raises :class:`ImageError`."""
+    """(encoded bytes, path or None) of a path, bytes or ``{"bytes", "path"}`` cell. Raises :class:`ImageError`.
+
+    A relative path resolves against ``base_dir`` (the loaders pass the data file's folder, or the
+    ``save_to_disk`` folder): a file there wins even when the working directory holds one of the same name. Only
+    when ``base_dir`` has none is the path read relative to the working directory, and that is logged (once per
+    folder), never silent. Without ``base_dir`` (an in-memory dataset) the working directory is the base.
+    """
     raw, path = None, None
     if src is None:
         raise ImageError("missing image", code="missing_value")
@@ -55,13 +63,29 @@ def source_bytes(src: Any, base_dir: str | os.PathLike | None = None) -> tuple[b
         return bytes(raw), None if path is None else str(path)
     if not path:
         raise ImageError("image has neither bytes nor path", code="missing_value")
-    p = Path(path).expanduser()
-    if not p.is_absolute() and base_dir is not None and not p.exists():
-        p = Path(base_dir) / p
+    p = _resolve_path(Path(path).expanduser(), base_dir)
     try:
         return p.read_bytes(), str(path)
     except OSError as exc:
         raise ImageError(f"cannot read image file {str(path)!r}: {exc}") from exc
+
+
+_WARNED_CWD: set[str] = set()
+
+
+def _resolve_path(p: Path, base_dir: str | os.PathLike | None) -> Path:
+    """``p`` itself if absolute or without ``base_dir``; else ``base_dir / p`` when that exists; else ``p`` relative
+    to the working directory when that exists (logged); else ``base_dir / p`` (whose read error names it)."""
+    if p.is_absolute() or base_dir is None:
+        return p
+    beside = Path(base_dir) / p
+    if beside.exists() or not p.exists():
+        return beside
+    if str(base_dir) not in _WARNED_CWD:
+        _WARNED_CWD.add(str(base_dir))
+        logger.warning("image %r is not beside the data (%s); reading it relative to the working directory %s",
+                       str(p), base_dir, Path.cwd())
+    return p
 
 
 def open_image(src: Any) -> Image.Image:

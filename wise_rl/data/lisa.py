@@ -146,5 +146,6 @@ def _lisa_file(js: Path, size: int, with_original_mask: bool, texts: str) -> lis
                "model_size": size, **truth, "detailed": None, "concise": None, "source": "lisa"}
         if with_original_mask:
             out["original_mask"] = original
+            out["original_image"] = rowtools._original_image(image, raw)  # SAM2 at evaluation segments this
         rows.append(out)
     return rows

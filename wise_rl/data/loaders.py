@@ -4,7 +4,8 @@
 Sources (``wise_rl.data._sources``): a ``datasets.Dataset`` / ``DatasetDict``, a ``save_to_disk`` folder, parquet /
 jsonl / json files or a folder of them, a LISA raw folder (``NAME.jpg`` + ``NAME.json``), a hub name.
 Kinds (auto-detected from the columns / files; force one with ``kind=``): ``refcocog``, ``reasonseg``, ``schema``
-(``wise_rl.data._converters``: columns, frames and ids per kind) and ``lisa`` (``wise_rl.data.lisa``: read as LISA's
+(``wise_rl.data._converters``: columns, frames and ids per kind), ``mapped`` (your own columns named by
+``columns=``, ``wise_rl.data.columns``) and ``lisa`` (``wise_rl.data.lisa``: read as LISA's
 evaluation reads it, first text per image unless ``lisa_texts="all"``; no-object samples have ``gt_bbox`` None).
 Shared pieces (errors, cell readers, masks → bbox/points, image re-encoding): ``wise_rl.data._rowtools``.
 
@@ -18,6 +19,7 @@ counted in ``report["renamed_ids"]`` and logged.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from typing import Any
@@ -29,6 +31,7 @@ from wise_rl import frames
 from wise_rl.data._converters import _dataset_rows
 from wise_rl.data._rowtools import KINDS, REQUIRED_COLUMNS, DataError
 from wise_rl.data._sources import _check_columns, _detect_kind, _extra_columns, _resolve
+from wise_rl.data.columns import ColumnMap, mapped_dataset, mapped_row, parse_columns
 from wise_rl.data.schema import sample_features
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ def load_source(
     kind: str | None = None,
     report: dict | None = None,
     lisa_texts: str = "first",
+    columns: Any = None,
 ) -> Dataset:
     """Load ``src`` into a ``datasets.Dataset`` with ``sample_features(with_original_mask)``.
 
@@ -61,47 +65,29 @@ def load_source(
         skip_invalid: skip bad rows (counted per reason, logged, reported) instead of raising :class:`DataError`.
         with_original_mask: also fill ``original_mask`` (W×H L image, same values as ``gt_mask``) or None.
         limit: stop after this many output rows (source order).
-        kind: force the source kind (``refcocog``, ``reasonseg``, ``lisa``, ``schema``/``shapeworld``).
+        kind: force the source kind (``refcocog``, ``reasonseg``, ``lisa``, ``schema``/``shapeworld``,
+            ``mapped``: columns named as wise_rl names them, see ``columns``).
         report: optional dict filled in place with ``source``, ``kind``, ``rows_read`` (source rows / LISA files
             visited), ``rows_out``, ``skipped`` (reason code → count), ``skipped_examples`` (reason code → up to 5
-            error messages) and ``renamed_ids`` (duplicate ids made unique).
+            error messages), ``renamed_ids`` (duplicate ids made unique), ``thin_targets`` (ids of rows whose
+            target is thinner than a model-frame pixel: their ``gt_mask`` keeps every pixel the target touches) and
+            ``no_points`` (rows with a box and no points).
         lisa_texts: LISA folders only: ``first`` (LISA's evaluation: one sample per image, its first text, id =
             the image name) or ``all`` (one sample per text, ids ``NAME#k``).
+        columns: your own data: which of your columns is which (``"query=problem,bbox=box"``, a mapping or a
+            ``wise_rl.data.columns.ColumnMap``; names, box format and units in ``wise_rl.data.columns``). Makes
+            the source the ``mapped`` kind; a bad mapping raises ``ConfigError``, a missing column ``DataError``.
     """
-    if model_size is not None and int(model_size) <= 0:
-        raise ValueError(f"model_size must be positive, got {model_size}")
-    if limit is not None and limit <= 0:
-        raise ValueError(f"limit must be positive, got {limit}")
-    if kind is not None:
-        kind = _KIND_ALIASES.get(kind.lower(), kind.lower())
-        if kind not in KINDS:
-            raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)} (or 'shapeworld')")
-
-    if lisa_texts not in ("first", "all"):
-        raise ValueError(f"lisa_texts must be 'first' or 'all', got {lisa_texts!r}")
-
+    kind, cmap = _check_arguments(model_size, limit, kind, lisa_texts, columns)
     bad_lines: list[DataError] | None = [] if skip_invalid else None  # unparseable json lines, when skipped
     label, dataset, lisa_dir, base_dir = _resolve(src, split, kind, bad_lines)
-    if lisa_dir is not None:
-        kind, extras = "lisa", []
-        from wise_rl.data.lisa import lisa_rows  # OpenCV, only for LISA folders
-
-        rows, n_in = lisa_rows(lisa_dir, model_size or frames.DEFAULT_MODEL_SIZE, with_original_mask, label,
-                               lisa_texts)
-    else:
-        kind = kind or _detect_kind(dataset, label)
-        if kind == "lisa":
-            raise DataError(label, None, None, "kind='lisa' needs a folder of NAME.jpg + NAME.json files",
-                            code="bad_source")
-        _check_columns(dataset, kind, label)
-        extras = _extra_columns(dataset, kind, label, model_size)
-        rows, n_in = _dataset_rows(dataset, kind, label, model_size, with_original_mask, base_dir, extras)
+    kind, rows, n_in, extra_features = _source_rows(label, dataset, lisa_dir, base_dir, kind, cmap, model_size,
+                                                    with_original_mask, lisa_texts)
 
     stats = {"source": label, "kind": kind, "rows_read": 0, "rows_out": 0, "skipped": Counter(),
-             "skipped_examples": {}, "renamed_ids": 0}
+             "skipped_examples": {}, "renamed_ids": 0, "thin_targets": [], "no_points": 0}
     features = sample_features(with_original_mask)
-    for column in extras:
-        features[column] = dataset.features[column]
+    features.update(extra_features)
     columns = list(features)
     chunks: list[Dataset] = []
     buffer: dict[str, list] = {c: [] for c in columns}
@@ -129,6 +115,9 @@ def load_source(
                 continue
             for out in item:
                 out["id"] = _unique_id(out["id"], seen, used, stats)
+                if out.pop("_thin", False):
+                    stats["thin_targets"].append(out["id"])
+                stats["no_points"] += out.get("gt_bbox") is not None and out.get("gt_points") is None
                 for c in columns:
                     buffer[c].append(out.get(c))
                 stats["rows_out"] += 1
@@ -156,10 +145,71 @@ def load_source(
                        counts)
     if stats["renamed_ids"]:
         logger.warning("%s rows %r: %d duplicate ids renamed to ID~n", kind, label, stats["renamed_ids"])
+    _log_notes(kind, label, stats)
     if not chunks:
         detail = f" ({n_skipped} skipped: {dict(stats['skipped'])})" if n_skipped else ""
         raise DataError(label, None, None, f"no valid rows{detail}", code="no_rows", kind=kind)
     return chunks[0] if len(chunks) == 1 else concatenate_datasets(chunks)
+
+
+def _check_arguments(model_size, limit, kind, lisa_texts, columns) -> tuple[str | None, ColumnMap | None]:
+    """The source kind (aliases resolved; ``mapped`` when ``columns`` is given) and the column mapping."""
+    if model_size is not None and int(model_size) <= 0:
+        raise ValueError(f"model_size must be positive, got {model_size}")
+    if limit is not None and limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+    if kind is not None:
+        kind = _KIND_ALIASES.get(kind.lower(), kind.lower())
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)} (or 'shapeworld')")
+    if lisa_texts not in ("first", "all"):
+        raise ValueError(f"lisa_texts must be 'first' or 'all', got {lisa_texts!r}")
+    cmap = parse_columns(columns, "columns")
+    if cmap is not None and kind not in (None, "mapped"):
+        raise ValueError(f"columns= makes the source the 'mapped' kind; kind={kind!r} contradicts it")
+    if cmap is not None or kind == "mapped":
+        return "mapped", cmap or ColumnMap()
+    return kind, None
+
+
+def _source_rows(label, dataset, lisa_dir, base_dir, kind, cmap, model_size, with_original_mask, lisa_texts):
+    """→ (kind, generator of row lists or DataErrors, number of source rows, features of the extra columns)."""
+    if lisa_dir is not None:
+        from wise_rl.data.lisa import lisa_rows  # OpenCV, only for LISA folders
+
+        rows, n_in = lisa_rows(lisa_dir, model_size or frames.DEFAULT_MODEL_SIZE, with_original_mask, label,
+                               lisa_texts)
+        return "lisa", rows, n_in, {}
+    kind = kind or _detect_kind(dataset, label)
+    if kind == "lisa":
+        raise DataError(label, None, None, "kind='lisa' needs a folder of NAME.jpg + NAME.json files",
+                        code="bad_source")
+    converter = None
+    if kind == "mapped":
+        dataset, cmap, extras, clashing = mapped_dataset(dataset, cmap, label)
+        if clashing:
+            logger.warning("mapped rows %r: columns %s are not mapped and bear a name of the sample schema; "
+                           "left out (map them, or rename them)", label, clashing)
+        converter = functools.partial(mapped_row, cmap=cmap)
+    else:
+        _check_columns(dataset, kind, label)
+        extras = _extra_columns(dataset, kind, label, model_size)
+    rows, n_in = _dataset_rows(dataset, kind, label, model_size, with_original_mask, base_dir, extras, converter)
+    return kind, rows, n_in, {c: dataset.features[c] for c in extras}
+
+
+def _log_notes(kind: str, label: str, stats: dict) -> None:
+    """Say once per load what happens to box-only rows and to targets thinner than a model pixel."""
+    thin = stats["thin_targets"]
+    if thin:
+        logger.warning("%s rows %r: %d targets thinner than one model-frame pixel (ids %s%s); their gt_mask keeps "
+                       "every model pixel the target touches, and eval scores on the original-resolution mask",
+                       kind, label, len(thin), thin[:5], " …" if len(thin) > 5 else "")
+    if stats["no_points"]:
+        logger.info("%s rows %r: %d of %d rows have a box and no points (no points and no mask given): the "
+                    "points reward gives them None, which TRL leaves out of the reward sum; SFT targets put the "
+                    "box centre as both points; eval and score never use points", kind, label,
+                    stats["no_points"], stats["rows_out"])
 
 
 def _unique_id(row_id: str, seen: dict[str, int], used: set[str], stats: dict) -> str:

@@ -8,13 +8,16 @@ A sample (one row of a ``datasets.Dataset``)::
     image_size  [W, H] (int)        size of the ORIGINAL image
     model_size  int                 side of the square model frame (840 by default)
     gt_bbox     [x1, y1, x2, y2]    model frame, float
-    gt_points   [[x, y], [x, y]]    model frame, float: centres of the two largest inscribed circles
+    gt_points   [[x, y], [x, y]]    model frame, float: centres of the two largest inscribed circles (None on a
+                                    box-only row of your own data: no points and no mask to derive them from)
     gt_mask     PIL.Image (L)|None  model frame, model_size × model_size, 1 = target, 0 = background, 255 = ignore
     detailed    str | None          a detailed rationale (ShapeWorld, SFT data)
     concise     str | None          a concise rationale
     source      str                 which loader produced the row
 
-Evaluation can ask loaders for ``original_mask`` (L image of size W×H): LISA scores on the original frame.
+Evaluation asks loaders for ``original_mask`` (L image of size W×H, None without a mask): LISA scores on the
+original frame; and ``original_image`` (the original RGB image, None where the source has none: refCOCOg_840
+stores 840² images): SAM2 at evaluation segments it, as the official WISE evaluation and LISA do.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def sample_features(with_original_mask: bool = False):
     }
     if with_original_mask:
         features["original_mask"] = Image()
+        features["original_image"] = Image()
     return Features(features)
 
 

@@ -236,13 +236,16 @@ def build_sft_dataset(mode: str, source: Any, out, split: str | None = None, lim
                       model_size: int | None = None, overwrite: bool = False, **options) -> dict[str, Any]:
     """Load ``source`` (anything ``load_source`` reads), build with ``mode`` and ``save_to_disk`` to ``out``.
 
-    Returns the report (also written to ``out/build_report.json``)."""
+    ``options["columns"]``: your own columns (``load_source``'s ``columns=``). Returns the report (also written to
+    ``out/build_report.json``)."""
     from wise_rl.data.loaders import load_source
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"--out {out} is not empty; pass --overwrite")
-    ds = load_source(source, split=split, model_size=model_size, limit=limit, lisa_texts="all")  # every text
+    columns = options.pop("columns", None)
+    ds = load_source(source, split=split, model_size=model_size, limit=limit, lisa_texts="all",  # every text
+                     columns=columns)
     report: dict[str, Any] = {"source": str(source), "split": split}
     if mode == "compress":
         built = build_compressed(ds, overwrite=options.pop("overwrite_concise", False), report=report, **options)

@@ -65,7 +65,7 @@ SAMPLES_FILE, RUN_FILE = "samples.jsonl", "run.json"
 EVAL_PROMPTS = ("wise", "wise-s", "verbose")
 # Settings that change the results: a resumed or merged run must agree on all of them.
 RESULT_KEYS = ("model", "dataset", "split", "prompt", "mask_decoder", "sam2", "max_new_tokens", "limit",
-               "strict_format", "model_size")
+               "strict_format", "model_size", "columns")
 # Fields that must be equal when the same id appears in two merged shards.
 RESULT_FIELDS = ("completion", "answer", "intersection", "union", "iou", "failure")
 
@@ -171,6 +171,7 @@ class EvalConfig:
     strict_format: bool = False
     model_size: int | None = None  # the frame the model answers in; None: the dataset rows' model_size
     lisa_texts: str = "first"  # LISA folders: first text per image (LISA's evaluation) or all texts
+    columns: str | None = None  # your own data: name=column,… (wise_rl.data.columns); None: the source's kind
     extra: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
@@ -203,12 +204,14 @@ def _weights(config) -> str | None:
 
 
 def load_eval_rows(dataset: str, split: str | None, limit: int | None, model_size: int | None = None,
-                   lisa_texts: str = "first"):
-    """The dataset as the eval sees it (original-frame masks included; LISA folders: one sample per image, its
-    first text, unless ``lisa_texts="all"``)."""
+                   lisa_texts: str = "first", columns: Any = None):
+    """The dataset as the eval sees it (original-frame masks and images included, so that scoring and SAM2 work at
+    the original resolution; LISA folders: one sample per image, its first text, unless ``lisa_texts="all"``;
+    ``columns``: a mapping of your own columns, see ``wise_rl.data.columns``)."""
     from wise_rl.data.loaders import load_source
 
-    kwargs: dict[str, Any] = dict(split=split, with_original_mask=True, limit=limit, lisa_texts=lisa_texts)
+    kwargs: dict[str, Any] = dict(split=split, with_original_mask=True, limit=limit, lisa_texts=lisa_texts,
+                                  columns=columns)
     if model_size is not None:
         kwargs["model_size"] = model_size
     return load_source(dataset, **kwargs)
@@ -257,7 +260,7 @@ def _run_eval(config, out_dir, generator, tokenizer, dataset, progress) -> dict[
         if config.model_size is None:
             config.model_size = processor_model_size(processor)
     ds = dataset if dataset is not None else load_eval_rows(config.dataset, config.split, config.limit,
-                                                            config.model_size, config.lisa_texts)
+                                                            config.model_size, config.lisa_texts, config.columns)
     ids = _unique_ids(ds, config.dataset)
     work = list(shard_slice(len(ids), shard))
     work_ids = [ids[k] for k in work]

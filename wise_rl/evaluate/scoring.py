@@ -98,8 +98,10 @@ def ground_truth(row: dict[str, Any]) -> tuple[np.ndarray, str]:
 
 
 def original_image(row: dict[str, Any]) -> Image.Image:
-    """The image in the original frame: the row's ``original_image`` when the loader gives one, else the model-frame
-    image resized back to ``image_size`` (exact for ShapeWorld, where both frames are the same)."""
+    """The image in the original frame, the one SAM2 segments: the row's ``original_image``, which the loaders keep
+    for evaluation (``with_original_mask``) from every source that has one (your own data, ReasonSeg, LISA);
+    else the model-frame image resized back to ``image_size`` — only for sources that store no original
+    (refCOCOg_840 stores 840² images; exact for ShapeWorld, where both frames are the same)."""
     if row.get("original_image") is not None:
         return load_image(row["original_image"])
     image = load_image(row["image"])

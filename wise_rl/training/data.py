@@ -39,12 +39,14 @@ def load_training_dataset(script_args: WiseScriptArguments):
         if script_args.dataset_limit is not None:
             ds = ds.select(range(min(script_args.dataset_limit, len(ds))))
         return ds
+    from wise_rl.data.columns import parse_columns
     from wise_rl.data.loaders import load_source
 
     ds = load_source(
         spec, split=script_args.dataset_split, model_size=script_args.model_size,
         skip_invalid=script_args.skip_invalid, limit=script_args.dataset_limit,
         lisa_texts="all",  # LISA folders: every text is a training query (evaluation keeps the first)
+        columns=parse_columns(getattr(script_args, "dataset_columns", None), "dataset_columns"),
     )
     if len(ds) == 0:
         raise ConfigError(f"dataset: {spec!r} (split {script_args.dataset_split!r}) has no rows")
@@ -70,7 +72,7 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding
     ``prompt_template`` may be a comma-separated list: row ``i`` gets template ``i mod len(list)``.
     ``grounding_share`` of the rows (:func:`is_grounding_row`) get the ``answer-only`` prompt and the answer block
     alone instead. Rows without ``gt_bbox`` (LISA's no-object samples) have nothing to answer: skipped, with a
-    logged count.
+    logged count. A row with a box and no points (your own box-only data) gets the box centre as both points.
     """
     if not 0 <= grounding_share < 1:
         raise ValueError(f"grounding_share must be in [0, 1), got {grounding_share}")
@@ -95,6 +97,8 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding
                     f"SFT row {row_id!r}: empty {name!r} rationale (target_mode {target_mode!r}); "
                     "build rationales with `wise-rl build-sft` first"
                 )
+        if points is None:  # a box-only row (your own data): the box centre stands for both points
+            points = [[(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2]] * 2
         answer = formats.answer_dict(bbox, points)
         if is_grounding_row(index, grounding_share):
             return {"prompt": _user_turn(formats.render_prompt("answer-only", query)),

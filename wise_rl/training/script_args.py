@@ -39,6 +39,12 @@ class WiseScriptArguments:
                   "so it is accepted and unused."},
     )
     dataset_limit: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    dataset_columns: dict | str | None = field(
+        default=None,
+        metadata={"help": "Your own data: which of your columns is which, a YAML mapping {query: problem, bbox: box} "
+                  "or query=problem,bbox=box on the command line (names: image, query, bbox, points, mask, "
+                  "polygons, id, detailed, concise; options bbox_format, units; docs/data.md)."},
+    )
     model_size: int | None = field(
         default=None,
         metadata={"help": "Side of the square model frame: None = 840 for raw sources, the rows' own size for rows "
