@@ -109,9 +109,9 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"wise-rl eval: {' and '.join(missing)} required (or use --merge)")
         from wise_rl.models.folder_check import check_model_folder
 
-        check_model_folder(args.model, "--model")  # a corrupt folder is one line naming the file
         prompt = model_info.prompt_for_command(args.model, args.prompt, "eval")
         _precheck(args, prompt)
+        check_model_folder(args.model, "--model")  # a corrupt folder is one line naming the file, before loading
         config = evaluate.EvalConfig(
             model=args.model, dataset=args.dataset, split=args.split, prompt=prompt,
             mask_decoder=args.mask_decoder, sam2=args.sam2, batch_size=args.batch_size,
