@@ -19,6 +19,7 @@ def test_an_explicit_count_wins_over_the_environment_and_the_model():
     assert threads.choose_threads("3", BASE, cuda=False, cores=8, env={"WISE_RL_THREADS": "2"}) == (3, "--threads")
     assert threads.choose_threads(None, BASE, cuda=False, cores=8, env={"WISE_RL_THREADS": "2"})[0] == 2
     assert threads.choose_threads(None, None, cuda=False, cores=8, env={"OMP_NUM_THREADS": "5"}) == (5, "OMP_NUM_THREADS")
+    assert threads.choose_threads(4, None, cuda=False, cores=8, env={}, source="profile") == (4, "profile")
 
 
 def test_a_small_model_gets_one_thread_and_a_large_or_unknown_one_every_core(tmp_path):

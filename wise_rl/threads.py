@@ -61,13 +61,14 @@ def parse_threads(value, where: str) -> int:
 
 
 def choose_threads(explicit=None, model: str | os.PathLike | None = None, cuda: bool | None = None,
-                   cores: int | None = None, env: dict | None = None) -> tuple[int | None, str]:
+                   cores: int | None = None, env: dict | None = None, source: str = "--threads") -> tuple[int | None, str]:
     """``(threads, reason)``. ``threads`` is None where torch's default should stay (a GPU run). ``explicit`` is a
-    ``--threads`` value; ``env`` defaults to ``os.environ``; ``cores`` to :func:`available_cores`; ``cuda`` to
-    ``torch.cuda.is_available()``. Raises :class:`UsageError` for a count that is not a whole number ≥ 1."""
+    count given by ``source`` (``--threads``, a profile); ``env`` defaults to ``os.environ``; ``cores`` to
+    :func:`available_cores`; ``cuda`` to ``torch.cuda.is_available()``. Raises :class:`UsageError` for a count that
+    is not a whole number ≥ 1."""
     env = os.environ if env is None else env
     if explicit is not None:
-        return parse_threads(explicit, "--threads"), "--threads"
+        return parse_threads(explicit, source), source
     for name in (ENV, "OMP_NUM_THREADS"):
         if env.get(name):
             return parse_threads(env[name], name), name
@@ -84,11 +85,12 @@ def choose_threads(explicit=None, model: str | os.PathLike | None = None, cuda: 
     return cores, f"{cores} cores available" + ("" if size is None else f" for {size / 2**30:.1f} GiB of weights")
 
 
-def apply_threads(explicit=None, model: str | os.PathLike | None = None, cuda: bool | None = None) -> dict:
+def apply_threads(explicit=None, model: str | os.PathLike | None = None, cuda: bool | None = None,
+                  source: str = "--threads") -> dict:
     """Choose (:func:`choose_threads`), ``torch.set_num_threads``, log one line; returns :func:`threads_record`."""
     import torch
 
-    n, reason = choose_threads(explicit, model, cuda)
+    n, reason = choose_threads(explicit, model, cuda, source=source)
     if n is not None:
         torch.set_num_threads(n)
     _CHOSEN.clear()

@@ -475,9 +475,10 @@ def stage_report(run: Run) -> dict[str, Any]:
 # Driver
 # ----------------------------------------------------------------------------------------------------------------
 def _set_threads(n: int) -> None:
-    import torch
+    """The profile's thread count, set and recorded (every eval's ``metrics.json`` names it beside its latency)."""
+    from wise_rl.threads import apply_threads
 
-    torch.set_num_threads(n)
+    apply_threads(n, cuda=False, source="the demo profile's threads")
 
 
 def _spawn_arm(run: Run, stages: tuple[str, ...], args_profile: str, progress: bool) -> tuple[subprocess.Popen, Path]:
