@@ -140,3 +140,16 @@ def test_a_relative_image_path_resolves_beside_the_data_file_first(tmp_path, mon
     assert rows[0]["image"].getpixel((20, 15)) == (255, 0, 0)  # beside the data file, not the working directory
     assert rows[1]["image"].getpixel((20, 15)) == (0, 255, 0)  # only in the working directory: read, and said so
     assert "not beside the data" in caplog.text
+
+
+def test_the_refcocog_kind_keeps_rationales_and_extra_columns():
+    """Mapped by hand to the refCOCOg kind, a `detailed` column and any other column come through (they were
+    dropped, so `build-sft --mode compress` found no rationale)."""
+    image = _image(840, 840)
+    ds = Dataset.from_dict({
+        "id": ["a"], "problem": ["the box"], "image": [image], "img_height": [200], "img_width": [320],
+        "solution": ["<box>(10,20),(100,200)</box><points>(50,60),(60,70)</points>"],
+        "detailed": ["There is one box. It is the answer."], "weight": [0.5]})
+    row = load_source(ds, kind="refcocog")[0]
+    assert row["detailed"] == "There is one box. It is the answer." and row["concise"] is None
+    assert row["weight"] == 0.5 and row["gt_bbox"] == pytest.approx([10, 20, 100, 200])

@@ -8,6 +8,8 @@ of side S (``model_size``, 840 when None):
 ``reasonseg`` rows ``image`` (original size), ``text``, ``mask`` (H×W nested bools), ``image_id``, ``ann_id``,
     ``img_height``, ``img_width`` (Ricky06662/ReasonSeg_test / _val). ``id = f"{image_id}_{ann_id}"``. A ``text``
     given as a string gives one row; a list gives one row per query with id suffix ``#k`` (k = 0, 1, …).
+``refcocog`` and ``reasonseg`` rows keep a ``detailed`` / ``concise`` rationale column when the source has one, and
+    any other column of their own rides along unchanged.
 ``schema``    rows already in the sample schema (ShapeWorld ``save_to_disk`` output): validated and passed through;
     rescaled through ``frames`` only when ``model_size`` is given and differs from the rows' own. ``gt_points``
     may be None on a row with a ``gt_bbox`` (a box-only row of your own data). Extra columns
@@ -42,6 +44,7 @@ from wise_rl.data._rowtools import (
     _model_mask,
     _number,
     _open_image,
+    _optional_text,
     _original_image,
     _positive_int,
     _queries,
@@ -130,8 +133,8 @@ def _refcocog_row(row: dict, model_size: int | None, with_original_mask: bool, b
         "gt_bbox": frames.bbox_to_model(bbox, frame, size),
         "gt_points": frames.points_to_model(points, frame, size),
         "gt_mask": None,
-        "detailed": None,
-        "concise": None,
+        "detailed": _optional_text(row.get("detailed"), "detailed"),
+        "concise": _optional_text(row.get("concise"), "concise"),
         "source": "refcocog",
     }
     if with_original_mask:
@@ -163,10 +166,12 @@ def _reasonseg_row(row: dict, model_size: int | None, with_original_mask: bool, 
     model_image = _model_image(image, raw, fmt, size)
     original = _encode_png(mask) if with_original_mask else None
     original_image = _original_image(image, raw) if with_original_mask else None
+    rationales = [_optional_text(row.get(c), c) for c in ("detailed", "concise")]
     rows = []
     for suffix, query in queries:
         out = {"id": base_id + suffix, "image": model_image, "query": query, "image_size": [width, height],
-               "model_size": size, **truth, "detailed": None, "concise": None, "source": "reasonseg"}
+               "model_size": size, **truth, "detailed": rationales[0], "concise": rationales[1],
+               "source": "reasonseg"}
         if with_original_mask:
             out["original_mask"] = original
             out["original_image"] = original_image  # SAM2 at evaluation segments the original photo

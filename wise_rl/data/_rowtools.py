@@ -43,7 +43,8 @@ REQUIRED_COLUMNS = {
 }
 _OPTIONAL_COLUMNS = {"schema": ("gt_points", "gt_mask", "detailed", "concise", "source", "original_mask",
                                 "original_image"),
-                     "mapped": ("bbox", "points", "mask", "polygons", "id", "detailed", "concise")}
+                     "mapped": ("bbox", "points", "mask", "polygons", "id", "detailed", "concise"),
+                     "refcocog": ("detailed", "concise"), "reasonseg": ("detailed", "concise")}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 _META_FILES = {"dataset_info.json", "state.json", "dataset_dict.json"}
 
@@ -216,6 +217,13 @@ def _query(value: Any, column: str) -> str:
     if not value.strip():
         raise _RowError(column, "empty_query", "empty query")
     return value.strip()
+
+
+def _optional_text(value: Any, column: str) -> str | None:
+    """A rationale cell (``detailed`` / ``concise``): a string or None, kept as it is."""
+    if value is not None and not isinstance(value, str):
+        raise _RowError(column, "bad_value", f"{column} must be a string, got {type(value).__name__}")
+    return value
 
 
 def _queries(value: Any, column: str) -> list[tuple[str, str]]:

@@ -16,7 +16,13 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from wise_rl.data._rowtools import _IMAGE_SUFFIXES, _META_FILES, REQUIRED_COLUMNS, DataError
+from wise_rl.data._rowtools import (
+    _IMAGE_SUFFIXES,
+    _META_FILES,
+    _OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    DataError,
+)
 from wise_rl.data.schema import sample_features
 
 logger = logging.getLogger(__name__)
@@ -205,10 +211,14 @@ def _detect_kind(ds: Dataset, label: str) -> str:
 def _extra_columns(ds: Dataset, kind: str, label: str, model_size: int | None) -> list[str]:
     """Columns beyond the sample schema that rows already in the schema carry along (ShapeWorld's ``family``,
     ``target_index``, ``shape_boxes``): kept unchanged, unless the rows are rescaled to another ``model_size`` —
-    they may hold model-frame coordinates, so they are then dropped with a warning rather than left stale."""
+    they may hold model-frame coordinates, so they are then dropped with a warning rather than left stale.
+    Raw kinds (``refcocog``, ``reasonseg``) carry along every column they do not read, unchanged."""
+    known = set(sample_features(with_original_mask=True))
+    if kind in ("refcocog", "reasonseg"):
+        read = set(REQUIRED_COLUMNS[kind]) | set(_OPTIONAL_COLUMNS[kind])
+        return [c for c in ds.column_names if c not in known and c not in read]
     if kind != "schema":
         return []
-    known = set(sample_features(with_original_mask=True))
     extras = [c for c in ds.column_names if c not in known]
     if extras and model_size is not None and set(ds.unique("model_size")) != {model_size}:
         logger.warning("%s rows %r: rescaled to model_size %d; dropping extra columns %s (not rescalable)",
