@@ -7,8 +7,9 @@ wholesale. :func:`install` is idempotent and cheap (no heavy import): it only re
   kernels-community 4-bit GEMM cannot be fetched; its own kernel is used instead, and only 4-bit training uses it).
 - datasets warns that a ``map`` function "couldn't be hashed properly" (it holds a tokenizer or a closure): the only
   effect is that the map is not cached between processes; the rows are the same.
-- torch.distributed's FutureWarnings on deprecated collectives (``torch.distributed._all_gather_base`` /
-  ``_reduce_scatter_base``) raised from inside DeepSpeed ZeRO-3 at every step: the call sites are the library's.
+- torch.distributed's FutureWarnings on its deprecated collectives ("`torch.distributed._all_gather_base` is a
+  private function …", "`torch.distributed.reduce_scatter_tensor` is deprecated …"), raised from inside DeepSpeed
+  ZeRO-3 at every step: the call sites are the library's.
 - transformers' FutureWarning "`is_gradient_checkpointing` is deprecated", at every GRPO step: TRL reads the old
   attribute name; the recipes already use ``activation_checkpointing``.
 """
@@ -30,8 +31,9 @@ _LOG_FILTERS: tuple[tuple[str, str], ...] = (
 )
 # (message regex, category): Python warnings raised inside the libraries, not by a user's setting
 _WARNING_FILTERS: tuple[tuple[str, type[Warning]], ...] = (
-    (r"torch\.distributed\._(all_gather|reduce_scatter)_base is a private function", FutureWarning),
-    (r"`torch\.distributed\.(all_gather_coalesced|reduce_scatter_tensor)` .* deprecated", FutureWarning),
+    # torch.distributed's deprecated collectives, called by DeepSpeed ZeRO-3 at every step (the call sites are its)
+    (r"^`torch\.distributed\.(_all_gather_base|_reduce_scatter_base|all_gather_into_tensor|reduce_scatter_tensor"
+     r"|all_gather_coalesced)` (is|will be) ", FutureWarning),
     # transformers, at every GRPO step: TRL (not the recipe) reads the renamed attribute
     (r"`is_gradient_checkpointing` is deprecated", FutureWarning),
 )
