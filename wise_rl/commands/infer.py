@@ -99,5 +99,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     overlay.save(out)
-    print(f"overlay: {out} ({result['completion_tokens']} tokens, {result['latency_s']:.3f} s)")
+    from wise_rl.threads import threads_record
+
+    machine = threads_record()  # the setting the latency was measured under
+    print(f"overlay: {out} ({result['completion_tokens']} tokens, {result['latency_s']:.3f} s with "
+          f"{machine['threads']} thread(s), {machine['cpu_model']})")
     return 0
