@@ -1,4 +1,4 @@
-"""Guard against train/inference mismatches at the prompt/completion boundary (issue 6, item 4).
+"""Guard against train/inference mismatches at the prompt/completion boundary.
 
 A model trained (through the pre-training path: ``trl.SFTTrainer`` + TRL's VLM collator on prompt–completion rows)
 on two targets must reproduce one of them EXACTLY under greedy generation through the eval path
