@@ -267,6 +267,19 @@ def test_no_citation_of_files_outside_the_repository():
     assert hits == []
 
 
+def test_no_issue_numbers_or_run_tags():
+    """Code, tests and docs say what they mean, not which issue or run folder it came from (the shipped base's own
+    card, wise_rl/assets/, records the commands as they ran)."""
+    pattern = re.compile(r"\b[Ii]ssue #?\d+|\b[Ii]tem \d+ of\b|\b(?:fva1|fwa1|fv1|cw3|cw2|cw_all|rs1|rs2|og1|base_(?:v1|k1|[ghij]))\b")
+    files = [p for d in ("wise_rl", "rewards", "recipes", "docs", "tests") for p in (ROOT / d).rglob("*")
+             if p.suffix in (".py", ".yaml", ".md", ".jinja") and "assets" not in p.parts and p.name != "test_layout.py"]
+    files += [ROOT / "README.md", ROOT / "Makefile"]
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
+            if pattern.search(line)]
+    assert pattern.search("measured on fva1") and pattern.search("item 3 of issue 12")
+    assert hits == []
+
+
 def test_module_docstrings_state_the_contract_in_at_most_30_lines():
     """Dated findings and result tables live in docs/, not in module docstrings."""
     import ast
