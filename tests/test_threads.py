@@ -18,7 +18,8 @@ BASE = ROOT / "wise_rl/assets/shapeworld-base"
 def test_an_explicit_count_wins_over_the_environment_and_the_model():
     assert threads.choose_threads("3", BASE, cuda=False, cores=8, env={"WISE_RL_THREADS": "2"}) == (3, "--threads")
     assert threads.choose_threads(None, BASE, cuda=False, cores=8, env={"WISE_RL_THREADS": "2"})[0] == 2
-    assert threads.choose_threads(None, None, cuda=False, cores=8, env={"OMP_NUM_THREADS": "5"}) == (5, "OMP_NUM_THREADS")
+    # accelerate launch sets OMP_NUM_THREADS for every CPU child: not a choice, so not an override
+    assert threads.choose_threads(None, BASE, cuda=False, cores=8, env={"OMP_NUM_THREADS": "8"})[0] == 1
     assert threads.choose_threads(4, None, cuda=False, cores=8, env={}, source="profile") == (4, "profile")
 
 

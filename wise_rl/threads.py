@@ -5,7 +5,9 @@ their time synchronising, and on a machine where other processes hold some of th
 slowest thread. On a busy 2-core machine the default made ``wise-rl eval`` of the ShapeWorld base 31× slower than
 one thread (``docs/benchmarks.md``, "Threads"). So:
 
-* an explicit count wins: ``--threads N`` (verbs and recipes), else ``WISE_RL_THREADS``, else ``OMP_NUM_THREADS``;
+* an explicit count wins: ``--threads N`` (verbs and recipes), else ``WISE_RL_THREADS``. ``OMP_NUM_THREADS`` is
+  not one: ``accelerate launch`` sets it to the core count for every CPU child, chosen or not (a tiny SFT step took
+  3.3 s under it against 0.45 s with one thread);
 * on a GPU the count does not matter for the model and is left at torch's default;
 * on a CPU, a model under :data:`SMALL_MODEL_BYTES` of weights (file size) gets 1 thread; a larger (or unknown) one
   gets every core this process may run on (``os.sched_getaffinity``).
@@ -69,9 +71,8 @@ def choose_threads(explicit=None, model: str | os.PathLike | None = None, cuda: 
     env = os.environ if env is None else env
     if explicit is not None:
         return parse_threads(explicit, source), source
-    for name in (ENV, "OMP_NUM_THREADS"):
-        if env.get(name):
-            return parse_threads(env[name], name), name
+    if env.get(ENV):
+        return parse_threads(env[ENV], ENV), ENV
     if cuda is None:
         import torch
 
@@ -95,7 +96,7 @@ def apply_threads(explicit=None, model: str | os.PathLike | None = None, cuda: b
         torch.set_num_threads(n)
     _CHOSEN.clear()
     _CHOSEN.update(reason=reason)
-    logger.info("threads: %d (%s)", torch.get_num_threads(), reason)
+    logger.info("threads: %d (%s; --threads N or %s=N to override)", torch.get_num_threads(), reason, ENV)
     return threads_record()
 
 

@@ -374,7 +374,7 @@ def parse_grpo_args(argv: list[str] | None = None):
 
 def apply_recipe_threads(parsed) -> dict:
     """Threads for a parsed recipe (:func:`wise_rl.threads.apply_threads`): ``--threads`` from the command line,
-    else ``WISE_RL_THREADS`` / ``OMP_NUM_THREADS``, else what fits the machine and ``model_name_or_path``."""
+    else ``WISE_RL_THREADS``, else what fits the machine and ``model_name_or_path``."""
     from wise_rl.threads import apply_threads
 
     _, training_args, model_args = parsed
