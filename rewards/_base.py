@@ -112,6 +112,21 @@ class Columns:
         return values
 
 
+def frame_thresholds(value: float, columns: Columns) -> list[float]:
+    """A distance threshold written in pixels of the official 840×840 image, per row in the frame of the row's
+    ground truth (``frame`` column, else ``abs{model_size}``; :func:`wise_rl.frames.scale_threshold`: 10 →
+    11.9 in ``rel1000``, 1.33 in ``abs112``). Rows that carry neither keep ``value`` as given."""
+    from wise_rl import frames
+
+    out = []
+    for name, size in zip(columns.get("frame"), columns.get("model_size")):
+        if name is None and size is None:
+            out.append(float(value))
+        else:
+            out.append(frames.scale_threshold(value, frames.row_frame({"frame": name, "model_size": size})))
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Ground truth conversion
 # ----------------------------------------------------------------------------------------------------------------

@@ -10,9 +10,13 @@ Boxes are pixel-inclusive ``[x1, y1, x2, y2]``.
 
   Option ``threshold``: Seg-Zero's binary reward ``1 if IoU > threshold else 0``. A non-positive or non-finite
   union scores 0; the value is clipped to [0, 1].
-- ``bbox_l1``: ``1 if mean(|p_i − g_i|, i = 1..4) < threshold`` (default 10 px) else 0.
+- ``bbox_l1``: ``1 if mean(|p_i − g_i|, i = 1..4) < threshold`` (default 10 px of an 840 image) else 0.
 - ``points``: ``1 if`` both predicted points, cast to int, lie in the predicted bbox (inclusive) ``and``
   ``min over the two pairings of (d(p1, ga) + d(p2, gb)) / 2 < threshold`` (Euclidean, default 100 px) ``else 0``.
+
+Both thresholds are in pixels of an 840×840 image, as in the official code; each row compares in its own frame
+(``frame``, else ``abs{model_size}``) with the threshold scaled to it (``rewards._base.frame_thresholds``: 11.9 and
+119 in ``rel1000``; rows without either keep the value). IoU does not depend on the frame.
 
 The formulas are defined once in :mod:`wise_rl.metrics` (``box_iou``, ``box_l1``, ``points_hit``).
 All three read the answer regardless of the format reward (as the official code does): no valid answer → 0, no
@@ -29,7 +33,7 @@ True
 from __future__ import annotations
 
 from rewards import register_reward
-from rewards._base import Columns, Reward, as_box, as_points
+from rewards._base import Columns, Reward, as_box, as_points, frame_thresholds
 from wise_rl.metrics import box_iou, box_l1, points_hit
 
 
@@ -58,7 +62,8 @@ class BboxIoUReward(Reward):
 
 @register_reward("bbox_l1")
 class BboxL1Reward(Reward):
-    """``1 if mean |Δ| of the 4 bbox coordinates < threshold`` (model-frame pixels, default 10) else 0."""
+    """``1 if mean |Δ| of the 4 bbox coordinates < threshold`` (pixels of an 840 image, default 10, scaled to
+    each row's frame) else 0."""
 
     name = "bbox_l1"
     ground_truth = ("gt_bbox",)
@@ -69,12 +74,13 @@ class BboxL1Reward(Reward):
 
     def score(self, parsed, columns: Columns, log_metric=None):
         out: list[float | None] = []
+        limits = frame_thresholds(self.threshold, columns)
         for i, (p, gt) in enumerate(zip(parsed, columns.get("gt_bbox"))):
             box = as_box(gt, self.name, i)
             if box is None:
                 out.append(None)
             else:
-                out.append(float(p.answer is not None and box_l1(p.answer["bbox"], box) < self.threshold))
+                out.append(float(p.answer is not None and box_l1(p.answer["bbox"], box) < limits[i]))
         return out
 
 
@@ -91,10 +97,11 @@ class PointsReward(Reward):
 
     def score(self, parsed, columns: Columns, log_metric=None):
         out: list[float | None] = []
+        limits = frame_thresholds(self.threshold, columns)
         for i, (p, gt) in enumerate(zip(parsed, columns.get("gt_points"))):
             points = as_points(gt, self.name, i)
             if points is None:
                 out.append(None)
             else:
-                out.append(float(p.answer is not None and points_hit(p.answer, points, self.threshold)))
+                out.append(float(p.answer is not None and points_hit(p.answer, points, limits[i])))
         return out

@@ -269,6 +269,7 @@ def schema_dataset(n=3, size=112) -> Dataset:
         "detailed": ["a long rationale"] * n,
         "concise": ["blue"] * n,
         "source": ["shapeworld"] * n,
+        "frame": [f"abs{size}"] * n,
     }
     return Dataset.from_dict(rows, features=sample_features())
 

@@ -22,6 +22,10 @@ def add_arguments(parser) -> None:
                              "bbox_format=xyxy|xywh, units=pixels|norm1|norm1000; docs/data.md)")
     parser.add_argument("--limit", type=int, default=None, help="first N rows only")
     parser.add_argument("--model-size", type=int, default=None, help="model frame side (default: source's own / 840)")
+    parser.add_argument("--frame", default=None,
+                        help="frame the rows' coordinates are written in: rel1000 or absS (e.g. abs840); default: "
+                             "explore: --model's native frame; compress: the source's own. Rows record it, and "
+                             "every loader converts them to the frame a model needs, so one build serves every family")
     parser.add_argument("--out", required=True, help="save_to_disk folder to write")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     parser.add_argument("--budget", type=int, default=32, help="concise token budget (default 32)")
@@ -55,6 +59,13 @@ def run(args) -> int:
             raise SystemExit("build-sft --mode explore needs --model (the model to sample from)")
         options.update(model_path=args.model, k=args.k, tau=args.tau, temperature=args.temperature,
                        max_new_tokens=args.max_new_tokens, seed=args.seed)
+    frame = args.frame
+    if frame is None and args.mode == "explore":  # the sampled answers are in the model's frame
+        from wise_rl.models.families import native_frame
+
+        frame = native_frame(args.model)
+    if frame is not None:
+        options["frame"] = str(frame)
     if args.columns:
         from wise_rl.data.columns import parse_columns
 

@@ -17,7 +17,7 @@ from wise_rl.commands import PROTOCOLS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="model folder (Qwen2.5-VL checkpoint or wise-rl tiny-model output)")
+    parser.add_argument("--model", help="model folder (a supported family's checkpoint or wise-rl tiny-model output)")
     parser.add_argument("--dataset", help="any source wise_rl.data.loaders.load_source accepts")
     parser.add_argument("--split", default=None, help="split of the source (default: 'test' if present)")
     parser.add_argument("--columns", default=None, metavar="NAME=COLUMN,...",
@@ -44,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LISA folders: 'first' (default, LISA's evaluation: one sample per image, its first "
                              "text, id = image name) or 'all' (one sample per text, ids NAME#k)")
     parser.add_argument("--model-size", type=int, default=None,
-                        help="square frame the model answers in (default: from the processor, else 840)")
+                        help="square of an absolute frame the model answers in (same as --frame absS)")
+    parser.add_argument("--frame", default=None,
+                        help="frame the model answers in: rel1000 or absS (e.g. abs840); default: the model's "
+                             "wise_rl.json, else its family's native frame")
     parser.add_argument("--compare", default=None, metavar="OTHER_OUTDIR",
                         help="print this run against another eval folder (ratios and deltas)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="OUTDIR",
@@ -61,7 +64,6 @@ def _precheck(args: argparse.Namespace, prompt: str) -> None:
     from wise_rl.evaluate import RUN_FILE, parse_shard
 
     parse_columns(args.columns, "--columns")  # a ConfigError naming the entry, before anything loads
-
     try:
         parse_shard(args.shard)
     except ValueError as exc:
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             mask_decoder=args.mask_decoder, sam2=args.sam2, batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens, limit=args.limit, shard=args.shard, protocol=args.protocol,
             strict_format=args.strict_format, model_size=args.model_size, lisa_texts=args.lisa_texts,
-            columns=args.columns,
+            columns=args.columns, frame=args.frame,
         )
         result = evaluate.run_eval(config, args.out, progress=not args.quiet)
         title = f"{prompt} on {args.dataset} → {args.out}"

@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam2", default=None, help="SAM2 model folder for --mask-decoder sam2")
     parser.add_argument("--max-new-tokens", type=int, default=1024)
     parser.add_argument("--model-size", type=int, default=None,
-                        help="square frame the model answers in (default: from the processor, else 840)")
+                        help="square of an absolute frame the model answers in (same as --frame absS)")
+    parser.add_argument("--frame", default=None,
+                        help="frame the model answers in: rel1000 or absS (e.g. abs840); default: the model's "
+                             "wise_rl.json, else its family's native frame")
     parser.add_argument("--out", required=True, help="overlay PNG to write")
     parser.add_argument("--gt-bbox", type=float, nargs=4, default=None, metavar=("X1", "Y1", "X2", "Y2"),
                         help="ground-truth box in the image's pixels: drawn in a panel beside the prediction")
@@ -39,17 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def infer(model_dir, image_path, query: str, prompt: str = "wise-s", mask_decoder: str = "box", sam2=None,
-          max_new_tokens: int = 1024, model_size: int | None = None, model=None, processor=None) -> dict:
-    """Generate for one image and decode the mask on the original image. Returns a dict with ``completion``,
-    ``concise``, ``answer`` (model frame), ``answer_original``, ``failure``, ``mask`` (H×W or None), ``image``
+          max_new_tokens: int = 1024, model_size: int | None = None, model=None, processor=None,
+          frame=None) -> dict:
+    """Generate for one image and decode the mask on the original image. ``frame`` (or ``model_size`` S, meaning
+    ``absS``): the frame the model answers in, default :func:`wise_rl.models.info.resolve_frame`. Returns a dict
+    with ``completion``, ``concise``, ``answer`` (model frame), ``frame`` (its name), ``answer_original``, ``failure``, ``mask`` (H×W or None), ``image``
     (original, RGB), ``completion_tokens`` and ``latency_s``."""
     from wise_rl import evaluate, frames
     from wise_rl.data.images import load_image
-    from wise_rl.models import load_model, load_processor
+    from wise_rl.models import info, load_model, load_processor
 
     processor = processor or load_processor(model_dir)
     model = model or load_model(model_dir).eval()
-    size = model_size or evaluate.processor_model_size(processor)
+    size = info.resolve_frame(model_dir, frame or model_size, evaluate.processor_model_size(processor))
     original = load_image(image_path)
     generator = evaluate.HFGenerator(model, processor, prompt, max_new_tokens)
     gen = generator([frames.image_to_model(original, size)], [query])[0]
@@ -57,7 +62,7 @@ def infer(model_dir, image_path, query: str, prompt: str = "wise-s", mask_decode
     result = {"completion": gen.completion, "concise": parsed.concise if parsed.concise is not None
               else evaluate.think_text(gen.completion), "answer": parsed.answer, "answer_original": None,
               "failure": parsed.failure, "format_ok": parsed.format_ok, "mask": None, "image": original,
-              "completion_tokens": gen.completion_tokens, "latency_s": gen.latency_s}
+              "completion_tokens": gen.completion_tokens, "latency_s": gen.latency_s, "frame": str(size)}
     if parsed.answer is not None:
         answer = frames.answer_to_original(parsed.answer, original.size, size)
         result["answer_original"] = answer
@@ -78,13 +83,14 @@ def run(args: argparse.Namespace) -> int:
     check_model_folder(args.model, "--model")  # a corrupt folder is one line naming the file
     prompt = model_info.prompt_for_command(args.model, args.prompt, "infer")
     result = infer(args.model, args.image, args.query, prompt=prompt, mask_decoder=args.mask_decoder,
-                   sam2=args.sam2, max_new_tokens=args.max_new_tokens, model_size=args.model_size)
+                   sam2=args.sam2, max_new_tokens=args.max_new_tokens, model_size=args.model_size,
+                   frame=args.frame)
     print(f"concise: {result['concise']}")
     if result["answer"] is None:
         print(f"answer: none (the completion did not parse: {result['failure']})")
         print(f"completion: {result['completion']!r}")
     else:
-        print(f"answer (model frame): {json.dumps(result['answer'])}")
+        print(f"answer (model frame {result['frame']}): {json.dumps(result['answer'])}")
         print(f"answer (original frame): {json.dumps({k: [round(v, 1) for v in vs] for k, vs in result['answer_original'].items()})}")
     a = result["answer_original"]
     gt_mask = None

@@ -23,11 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "bbox_format=xyxy|xywh, units=pixels|norm1|norm1000; docs/data.md)")
     parser.add_argument("--predictions", required=True, help="JSONL file: one {\"id\", \"completion\"} per line")
     parser.add_argument("--out", required=True, help="metrics.json to write (per-sample records go beside it)")
-    parser.add_argument("--frame", default="model",
-                        help="frame of the predicted coordinates: 'model' (default: each row's own model_size — "
-                             "840 for real data, the rendered size for ShapeWorld), any size S (an S×S frame, "
-                             "rescaled to each image's original size; a warning when the rows say otherwise) or "
-                             "'original' (already original pixels)")
+    parser.add_argument("--frame", default=None,
+                        help="frame of the predicted coordinates: rel1000 (relative [0, 1000]: Qwen2-VL, Qwen3-VL, "
+                             "Qwen3.5), absS or a size S (pixels of an S×S image: Qwen2.5-VL at 840), 'original' "
+                             "(already original pixels) or 'model' (each row's own frame). Default: the frame of "
+                             "the --tokenizer model (its wise_rl.json, else its family's), else 'model'")
     parser.add_argument("--lisa-texts", default="first", choices=("first", "all"),
                         help="LISA folders: 'first' (default, LISA's evaluation: one sample per image, its first "
                              "text, id = image name) or 'all' (one sample per text, ids NAME#k)")
@@ -39,9 +39,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict-format", action="store_true",
                         help="count a completion that misses the prompt's layout as failed even if its answer parses")
     parser.add_argument("--tokenizer", default=None,
-                        help="model folder whose tokenizer counts think tokens (optional)")
+                        help="model folder whose tokenizer counts think tokens and whose frame the predictions "
+                             "are in (optional)")
     parser.add_argument("--limit", type=int, default=None, help="first N samples of the source only")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _model_frame(model_dir) -> str:
+    """The frame a model answers in when it says so (``wise_rl.json``) or its family is relative; else 'model'
+    (an absolute family answers in the rows' own square)."""
+    from wise_rl.models import info
+    from wise_rl.models.families import try_detect_family
+
+    record = info.read(model_dir) or {}
+    family = try_detect_family(model_dir)
+    if record.get("frame") or (family is not None and family.native_frame != "abs"):
+        return str(info.resolve_frame(model_dir))
+    return "model"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from wise_rl.data.loaders import load_source
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    frame = evaluate.parse_frame(args.frame)
+    frame = evaluate.parse_frame(args.frame if args.frame or not args.tokenizer else _model_frame(args.tokenizer))
     dataset = load_source(args.dataset, split=args.split, with_original_mask=True, limit=args.limit,
                           lisa_texts=args.lisa_texts, columns=parse_columns(args.columns, "--columns"))
     tokenizer = None

@@ -179,6 +179,21 @@ def _reasonseg_row(row: dict, model_size: int | None, with_original_mask: bool, 
     return rows
 
 
+def _to_canvas(bbox: list, points: list | None, written: str | None, own: int) -> tuple[list, list | None]:
+    """Schema rows written in another frame (``frame`` column, e.g. ``rel1000``) → pixels of their own
+    ``model_size``² image (``abs{own}``), where the loader checks and rescales them; no ``frame``: already there."""
+    if not written:
+        return bbox, points
+    try:
+        source = frames.Frame.parse(written)
+    except ValueError as exc:
+        raise _RowError("frame", "bad_value", str(exc)) from None
+    if source == frames.Frame(own):
+        return bbox, points
+    return frames.convert_bbox(bbox, source, own), (None if points is None else
+                                                    frames.convert_points(points, source, own))
+
+
 def _schema_row(row: dict, model_size: int | None, with_original_mask: bool, base_dir: Path | None) -> list:
     if row["id"] is None or not str(row["id"]).strip():
         raise _RowError("id", "missing_value", "missing id")
@@ -209,6 +224,7 @@ def _schema_row(row: dict, model_size: int | None, with_original_mask: bool, bas
                     not isinstance(p, (list, tuple)) or len(p) != 2 for p in points):
                 raise _RowError("gt_points", "bad_value", f"gt_points must be [[x, y], [x, y]], got {points!r}")
             points = [[_number(v, "gt_points") for v in p] for p in points]
+        bbox, points = _to_canvas(bbox, points, row.get("frame"), own)
         _check_box(bbox, points or [], own, own, "gt_bbox", "gt_points")
         if mask is not None and not target_pixels(mask).any():
             raise _RowError("gt_mask", "empty_mask", "empty mask: no target pixels (but a gt_bbox)")

@@ -42,7 +42,7 @@ REQUIRED_COLUMNS = {
     "mapped": ("image", "query"),  # your columns, renamed by wise_rl.data.columns
 }
 _OPTIONAL_COLUMNS = {"schema": ("gt_points", "gt_mask", "detailed", "concise", "source", "original_mask",
-                                "original_image"),
+                                "original_image", "frame"),
                      "mapped": ("bbox", "points", "mask", "polygons", "id", "detailed", "concise"),
                      "refcocog": ("detailed", "concise"), "reasonseg": ("detailed", "concise")}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")

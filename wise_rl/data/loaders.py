@@ -33,6 +33,7 @@ from wise_rl.data._rowtools import KINDS, REQUIRED_COLUMNS, DataError
 from wise_rl.data._sources import _check_columns, _detect_kind, _extra_columns, _resolve
 from wise_rl.data.columns import ColumnMap, mapped_dataset, mapped_row, parse_columns
 from wise_rl.data.schema import sample_features
+from wise_rl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def load_source(
     report: dict | None = None,
     lisa_texts: str = "first",
     columns: Any = None,
+    frame: Any = None,
 ) -> Dataset:
     """Load ``src`` into a ``datasets.Dataset`` with ``sample_features(with_original_mask)``.
 
@@ -74,11 +76,14 @@ def load_source(
             ``no_points`` (rows with a box and no points).
         lisa_texts: LISA folders only: ``first`` (LISA's evaluation: one sample per image, its first text, id =
             the image name) or ``all`` (one sample per text, ids ``NAME#k``).
+        frame: the frame ``gt_bbox``/``gt_points`` are written in (``wise_rl.frames``: ``"abs840"``, ``"rel1000"``,
+            a ``Frame``); None: ``abs{model_size}``. Every row records it in its ``frame`` column.
         columns: your own data: which of your columns is which (``"query=problem,bbox=box"``, a mapping or a
             ``wise_rl.data.columns.ColumnMap``; names, box format and units in ``wise_rl.data.columns``). Makes
             the source the ``mapped`` kind; a bad mapping raises ``ConfigError``, a missing column ``DataError``.
     """
     kind, cmap = _check_arguments(model_size, limit, kind, lisa_texts, columns)
+    target, model_size = _target_frame(frame, model_size)
     bad_lines: list[DataError] | None = [] if skip_invalid else None  # unparseable json lines, when skipped
     label, dataset, lisa_dir, base_dir = _resolve(src, split, kind, bad_lines)
     kind, rows, n_in, extra_features = _source_rows(label, dataset, lisa_dir, base_dir, kind, cmap, model_size,
@@ -115,6 +120,7 @@ def load_source(
                 continue
             for out in item:
                 out["id"] = _unique_id(out["id"], seen, used, stats)
+                _in_frame(out, target)
                 if out.pop("_thin", False):
                     stats["thin_targets"].append(out["id"])
                 stats["no_points"] += out.get("gt_bbox") is not None and out.get("gt_points") is None
@@ -150,6 +156,33 @@ def load_source(
         detail = f" ({n_skipped} skipped: {dict(stats['skipped'])})" if n_skipped else ""
         raise DataError(label, None, None, f"no valid rows{detail}", code="no_rows", kind=kind)
     return chunks[0] if len(chunks) == 1 else concatenate_datasets(chunks)
+
+
+def _target_frame(frame, model_size) -> tuple[frames.Frame | None, int | None]:
+    """``frame=`` → (the frame rows are written in, the side of their square image). ``absS`` fixes the image
+    side to S (a different ``model_size`` is an error); ``rel1000`` keeps ``model_size``; None: both as before."""
+    if frame is None:
+        return None, model_size
+    target = frames.Frame.parse(frame)
+    if not target.relative:
+        if model_size is not None and int(model_size) != target.side:
+            raise ConfigError(f"frame {target} and model_size {model_size} disagree: an absolute frame is pixels "
+                              "of the model_size² image; give one of them")
+        return target, target.side
+    return target, model_size
+
+
+def _in_frame(out: dict, target: frames.Frame | None) -> None:
+    """A converted row's ground truth (pixels of its ``model_size``² image) → ``target`` (None: stays there), and
+    the row's ``frame`` column set to the frame it is written in (:func:`wise_rl.frames.convert_bbox`)."""
+    canvas = frames.Frame(int(out["model_size"]))
+    target = target or canvas
+    if target != canvas:
+        if out.get("gt_bbox") is not None:
+            out["gt_bbox"] = frames.convert_bbox(out["gt_bbox"], canvas, target)
+        if out.get("gt_points") is not None:
+            out["gt_points"] = frames.convert_points(out["gt_points"], canvas, target)
+    out["frame"] = str(target)
 
 
 def _check_arguments(model_size, limit, kind, lisa_texts, columns) -> tuple[str | None, ColumnMap | None]:

@@ -14,6 +14,8 @@ A sample (one row of a ``datasets.Dataset``)::
     detailed    str | None          a detailed rationale (ShapeWorld, SFT data)
     concise     str | None          a concise rationale
     source      str                 which loader produced the row
+    frame       str | None          the frame gt_bbox/gt_points are written in (``wise_rl.frames``: ``abs840``,
+                                    ``rel1000``); None: ``abs{model_size}`` (rows written before the column)
 
 Evaluation asks loaders for ``original_mask`` (L image of size W×H, None without a mask): LISA scores on the
 original frame; and ``original_image`` (the original RGB image, None where the source has none: refCOCOg_840
@@ -29,7 +31,7 @@ from PIL import Image as PILImage
 
 SAMPLE_COLUMNS = (
     "id", "image", "query", "image_size", "model_size", "gt_bbox", "gt_points", "gt_mask", "detailed", "concise",
-    "source",
+    "source", "frame",
 )
 IGNORE_INDEX = 255
 
@@ -49,6 +51,7 @@ def sample_features(with_original_mask: bool = False):
         "detailed": Value("string"),
         "concise": Value("string"),
         "source": Value("string"),
+        "frame": Value("string"),
     }
     if with_original_mask:
         features["original_mask"] = Image()

@@ -236,16 +236,17 @@ def build_sft_dataset(mode: str, source: Any, out, split: str | None = None, lim
                       model_size: int | None = None, overwrite: bool = False, **options) -> dict[str, Any]:
     """Load ``source`` (anything ``load_source`` reads), build with ``mode`` and ``save_to_disk`` to ``out``.
 
-    ``options["columns"]``: your own columns (``load_source``'s ``columns=``). Returns the report (also written to
-    ``out/build_report.json``)."""
+    ``options["columns"]``: your own columns (``load_source``'s ``columns=``); ``options["frame"]``: the frame the
+    rows are written in (``load_source``'s ``frame=``; every row records it, and ``load_source`` converts them to
+    any other frame on reading). Returns the report (also written to ``out/build_report.json``)."""
     from wise_rl.data.loaders import load_source
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"--out {out} is not empty; pass --overwrite")
-    columns = options.pop("columns", None)
+    columns, frame = options.pop("columns", None), options.pop("frame", None)
     ds = load_source(source, split=split, model_size=model_size, limit=limit, lisa_texts="all",  # every text
-                     columns=columns)
+                     columns=columns, frame=frame)
     report: dict[str, Any] = {"source": str(source), "split": split}
     if mode == "compress":
         built = build_compressed(ds, overwrite=options.pop("overwrite_concise", False), report=report, **options)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from wise_rl import formats, metrics
+from wise_rl import formats, frames, metrics
 from wise_rl.data.images import load_image
 from wise_rl.evaluate.generation import (  # noqa: F401  (re-exported: callers use evaluate.HFGenerator etc.)
     Generation,
@@ -169,7 +169,8 @@ class EvalConfig:
     shard: str | None = None
     protocol: str = "lisa"
     strict_format: bool = False
-    model_size: int | None = None  # the frame the model answers in; None: the dataset rows' model_size
+    model_size: int | None = None  # the square of an absolute frame; None: the dataset rows' model_size
+    frame: str | None = None  # the frame the model answers in (wise_rl.frames name); None: resolved at run time
     lisa_texts: str = "first"  # LISA folders: first text per image (LISA's evaluation) or all texts
     columns: str | None = None  # your own data: name=column,… (wise_rl.data.columns); None: the source's kind
     extra: dict[str, Any] = field(default_factory=dict)
@@ -204,7 +205,7 @@ def _weights(config) -> str | None:
 
 
 def load_eval_rows(dataset: str, split: str | None, limit: int | None, model_size: int | None = None,
-                   lisa_texts: str = "first", columns: Any = None):
+                   lisa_texts: str = "first", columns: Any = None, frame: str | None = None):
     """The dataset as the eval sees it (original-frame masks and images included, so that scoring and SAM2 work at
     the original resolution; LISA folders: one sample per image, its first text, unless ``lisa_texts="all"``;
     ``columns``: a mapping of your own columns, see ``wise_rl.data.columns``)."""
@@ -214,7 +215,34 @@ def load_eval_rows(dataset: str, split: str | None, limit: int | None, model_siz
                                   columns=columns)
     if model_size is not None:
         kwargs["model_size"] = model_size
+    if frame is not None:  # the rows' ground truth in the frame the model answers in
+        kwargs["frame"] = frame
     return load_source(dataset, **kwargs)
+
+
+def _model_and_rows(config: EvalConfig, generator, tokenizer, dataset):
+    """→ (generator, tokenizer, rows). Without a ``generator``: an :class:`HFGenerator` on ``config.model``, and
+    ``config.frame`` settled when not given (:func:`wise_rl.models.info.resolve_frame`: ``wise_rl.json``, else the
+    family's native frame, else the square the processor pins) — an absolute frame also fixes ``model_size``. The
+    rows (unless ``dataset`` is given) are loaded with their ground truth in that frame."""
+    if generator is None:
+        from wise_rl.models import info, load_model, load_processor
+
+        processor = load_processor(config.model)
+        model = load_model(config.model).eval()
+        generator = HFGenerator(model, processor, config.prompt, config.max_new_tokens)
+        tokenizer = processor.tokenizer
+        if config.frame is None and config.model_size is not None:
+            config.frame = f"abs{int(config.model_size)}"
+        config.frame = str(info.resolve_frame(config.model, config.frame, processor_model_size(processor)))
+    if config.frame is not None:
+        config.frame = str(frames.Frame.parse(config.frame))
+        if not frames.Frame.parse(config.frame).relative:
+            config.model_size = frames.Frame.parse(config.frame).side
+    ds = dataset if dataset is not None else load_eval_rows(config.dataset, config.split, config.limit,
+                                                            config.model_size, config.lisa_texts, config.columns,
+                                                            config.frame)
+    return generator, tokenizer, ds
 
 
 def run_eval(
@@ -250,17 +278,7 @@ def _run_eval(config, out_dir, generator, tokenizer, dataset, progress) -> dict[
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    if generator is None:
-        from wise_rl.models import load_model, load_processor
-
-        processor = load_processor(config.model)
-        model = load_model(config.model).eval()
-        generator = HFGenerator(model, processor, config.prompt, config.max_new_tokens)
-        tokenizer = processor.tokenizer
-        if config.model_size is None:
-            config.model_size = processor_model_size(processor)
-    ds = dataset if dataset is not None else load_eval_rows(config.dataset, config.split, config.limit,
-                                                            config.model_size, config.lisa_texts, config.columns)
+    generator, tokenizer, ds = _model_and_rows(config, generator, tokenizer, dataset)
     ids = _unique_ids(ds, config.dataset)
     work = list(shard_slice(len(ids), shard))
     work_ids = [ids[k] for k in work]
@@ -270,7 +288,7 @@ def _run_eval(config, out_dir, generator, tokenizer, dataset, progress) -> dict[
     if run_file.is_file():
         old = json.loads(run_file.read_text(encoding="utf-8"))
         _check_same(old, settings, out, RESULT_KEYS + ("shard", "n_source")
-                    + (("lisa_texts",) if "lisa_texts" in old else ()))  # runs from before the option
+                    + tuple(k for k in ("lisa_texts", "frame") if k in old))  # runs from before the options
         if old.get("batch_size") != config.batch_size:
             logger.warning("%s: batch size changed (%s → %s); resumed samples may differ numerically from an "
                            "uninterrupted run", out, old.get("batch_size"), config.batch_size)
@@ -283,7 +301,7 @@ def _run_eval(config, out_dir, generator, tokenizer, dataset, progress) -> dict[
         raise EvalError(f"{samples_path} has {len(stray)} ids that are not in this run (e.g. {stray[:3]})")
     _repair_tail(samples_path)
     decoder = make_decoder(config.mask_decoder, config.sam2)
-    frame: str | int = "model" if config.model_size is None else int(config.model_size)
+    frame: str | int = config.frame or ("model" if config.model_size is None else int(config.model_size))
 
     batches = [work[s : s + config.batch_size] for s in range(0, len(work), config.batch_size)]
     todo = [b for b in batches if any(ids[k] not in done for k in b)]

@@ -93,7 +93,7 @@ def ground_truth(row: dict[str, Any]) -> tuple[np.ndarray, str]:
         raise EvalError(f"sample {row['id']!r} has no original_mask, gt_mask nor gt_bbox: nothing to score against")
     from wise_rl.masks import rasterize_bbox
 
-    box = frames.bbox_to_original(row["gt_bbox"], (width, height), int(row["model_size"]))
+    box = frames.bbox_to_original(row["gt_bbox"], (width, height), frames.row_frame(row))
     return rasterize_bbox(box, (width, height)), "bbox"
 
 
@@ -121,8 +121,9 @@ def score_completion(
 ) -> dict[str, Any]:
     """The per-sample record of one completion (no generation fields).
 
-    ``frame``: the frame the answer's coordinates are in — ``"model"`` (the row's ``model_size``, 840 for real
-    data), an int ``S`` (an S×S frame) or ``"original"`` (already in original pixels).
+    ``frame``: the frame the answer's coordinates are in — ``"model"`` (the row's own frame,
+    :func:`wise_rl.frames.row_frame`), a frame (``"rel1000"``, ``"abs840"``, an int ``S`` = ``absS``) or
+    ``"original"`` (already in original pixels).
     """
     parsed = formats.parse_for_prompt(completion, prompt)
     gt_mask, gt_source = gt if gt is not None else ground_truth(row)
@@ -136,8 +137,8 @@ def score_completion(
         if frame == "original":
             answer_original = {k: list(v) for k, v in parsed.answer.items()}
         else:
-            size = int(row["model_size"]) if frame == "model" else int(frame)
-            answer_original = frames.answer_to_original(parsed.answer, (width, height), size)
+            source = frames.row_frame(row) if frame == "model" else frames.Frame.parse(frame)
+            answer_original = frames.answer_to_original(parsed.answer, (width, height), source)
         try:
             pred = np.asarray(decoder.decode(original_image(row) if not _is_box(decoder) else (width, height),
                                              answer_original))
@@ -352,11 +353,18 @@ def read_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def parse_frame(value: str | int | None) -> str | int:
-    """``--frame``: ``model`` (each row's model_size, 840 for real data), ``original`` or an int S."""
+    """``--frame``: ``model`` (each row's own frame), ``original``, a frame name (``rel1000``, ``abs840``: returned
+    as its name) or an int S (``absS``, returned as the int)."""
     if value in (None, "model"):
         return "model"
     if value == "original":
         return "original"
+    if isinstance(value, frames.Frame) or (isinstance(value, str) and not value.strip().isdigit()):
+        try:
+            return str(frames.Frame.parse(value))
+        except ValueError:
+            raise ValueError(f"--frame must be 'model', 'original', rel1000, absS or a size such as 840, got "
+                             f"{value!r}") from None
     try:
         size = int(value)
     except (TypeError, ValueError):
@@ -367,15 +375,19 @@ def parse_frame(value: str | int | None) -> str | int:
 
 
 def _frame_mismatch(dataset, frame: str | int) -> str | None:
-    """A warning when an explicit frame size differs from the model frame the rows carry (``model_size``)."""
-    if not isinstance(frame, int) or "model_size" not in dataset.column_names:
+    """A warning when an explicit frame differs from the frame the rows are written in (``frame``, else
+    ``abs{model_size}``)."""
+    if frame in ("model", "original") or "model_size" not in dataset.column_names:
         return None
-    sizes = sorted({int(s) for s in dataset["model_size"] if s is not None})
-    if not sizes or sizes == [frame]:
+    names = dataset["frame"] if "frame" in dataset.column_names else [None] * len(dataset)
+    own = sorted({str(frames.row_frame({"frame": f, "model_size": s}))
+                  for f, s in zip(names, dataset["model_size"]) if f or s is not None})
+    given = str(frames.Frame.parse(frame))
+    if not own or own == [given]:
         return None
-    return (f"--frame {frame} rescales every answer from a {frame}×{frame} frame, but the rows' own model frame "
-            f"is {'/'.join(map(str, sizes))} (model_size): if the predictions were made on the rows' images, use "
-            "--frame model (the default)")
+    return (f"--frame {frame} reads every answer in {given}, but the rows are written in {'/'.join(own)} (their frame / model_size): if the "
+            "predictions were made on the rows' images by the model the rows were built for, use --frame model "
+            "(the default)")
 
 
 def score_predictions(

@@ -8,15 +8,19 @@
 | qwen2_5_vl   | Qwen2_5_VLForConditionalGeneration | 28   | absS (840)  | qwen2_5_vl.jinja          |
 | qwen3_vl     | Qwen3VLForConditionalGeneration | 32      | rel1000     | qwen3_vl.jinja            |
 | qwen3_vl_moe | Qwen3VLMoeForConditionalGeneration | 32   | rel1000     | qwen3_vl.jinja            |
-| qwen3_5      | Qwen3_5ForConditionalGeneration | 32      | rel1000     | qwen3_5_nothink.jinja     |
-| qwen3_5_moe  | Qwen3_5MoeForConditionalGeneration | 32   | rel1000     | qwen3_5_nothink.jinja     |
+| qwen3_5      | Qwen3_5ForConditionalGeneration | 32      | rel1000     | qwen3_vl.jinja            |
+| qwen3_5_moe  | Qwen3_5MoeForConditionalGeneration | 32   | rel1000     | qwen3_vl.jinja            |
 +--------------+-------------------------------+-----------+-------------+---------------------------+
 
 px/token = patch size × spatial merge (a visual token covers a (patch·merge)² square). The native frame is the
 coordinate convention of the family's grounding pre-training: Qwen2.5-VL answers in absolute pixels of the image it
 is shown (WISE and Seg-Zero: a square 840 image; ``absS`` keeps the rows' own S), the others in relative [0, 1000]
-integers. The chat templates are TRL's (``trl/chat_templates/``; Qwen2-VL's is the Qwen2.5-VL one; Qwen3.5 uses the
-no-thinking variant because the WISE completion carries its own reasoning tags). LoRA targets: a regex over the
+integers. The chat templates are TRL's (``trl/chat_templates/``; Qwen2-VL's is the Qwen2.5-VL one). Qwen3.5 trains
+with the Qwen3-VL template (the same special tokens): its own templates (``qwen3_5_think``/``_nothink``) move a
+leading ``<think>…</think>`` of the assistant turn into a reformatted reasoning block and pre-fill the generation
+prompt with one, which would rewrite the WISE target ``<think>…</think><answer>…</answer><d_think>…</d_think>``; the
+Qwen3-VL template renders it verbatim. The recipes put the family's template on the processor
+(``wise_rl.training.build_processor``) and save it with the trained model. LoRA targets: a regex over the
 language model's linear layers (MoE experts are fused parameters, not ``Linear``: attention only there; Qwen3.5's
 gated-delta-net layers add their ``linear_attn`` projections). The vision tower is ``model.visual`` in every family.
 
@@ -95,9 +99,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("qwen3_vl_moe", ("qwen3_vl_moe",), "Qwen3VLMoeForConditionalGeneration", "Qwen3VLProcessor", 16, 2,
            "rel1000", "qwen3_vl.jinja", _layers(_ATTN), **_QWEN3_MEAN_STD),
     Family("qwen3_5", ("qwen3_5",), "Qwen3_5ForConditionalGeneration", "Qwen3VLProcessor", 16, 2, "rel1000",
-           "qwen3_5_nothink.jinja", _layers(_ATTN, _LINEAR_ATTN, _MLP), **_QWEN3_MEAN_STD),
+           "qwen3_vl.jinja", _layers(_ATTN, _LINEAR_ATTN, _MLP), **_QWEN3_MEAN_STD),
     Family("qwen3_5_moe", ("qwen3_5_moe",), "Qwen3_5MoeForConditionalGeneration", "Qwen3VLProcessor", 16, 2,
-           "rel1000", "qwen3_5_nothink.jinja", _layers(_ATTN, _LINEAR_ATTN, r"mlp\.shared_expert\.(gate|up|down)_proj"),
+           "rel1000", "qwen3_vl.jinja", _layers(_ATTN, _LINEAR_ATTN, r"mlp\.shared_expert\.(gate|up|down)_proj"),
            **_QWEN3_MEAN_STD),
 )}
 PROCESSOR_CLASSES = tuple(sorted({f.processor_class for f in FAMILIES.values()}))

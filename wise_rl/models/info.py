@@ -10,7 +10,12 @@ another wording gets a warning. Contents::
      "prompt_style": "official" | "compact",             # formats.styled_prompt wording
      "eval_prompt": "wise-compact",                      # the inference prompt for `wise-rl eval`
      "infer_prompt": "wise-s-compact",                   # ... and for `wise-rl infer`
-     "recipe": "sft" | "grpo" | "rloo"}
+     "recipe": "sft" | "grpo" | "rloo",
+     "frame": "rel1000" | "abs840" | ...}              # the frame the training rows' coordinates were in
+
+:func:`resolve_frame` says which frame a model answers in: an explicit choice, else ``frame`` from
+``wise_rl.json``, else the family's native frame (:mod:`wise_rl.models.families`; an absolute family: the square
+its processor pins, 840 for real checkpoints).
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ def prompt_style(template: str) -> str | None:
     return "compact" if template.endswith(formats.COMPACT_SUFFIX) else "official"
 
 
-def training_record(prompt_templates: list[str], recipe: str) -> dict[str, Any]:
-    """The ``wise_rl.json`` content for a run trained on rows rendered with ``prompt_templates``."""
+def training_record(prompt_templates: list[str], recipe: str, frame: str | None = None) -> dict[str, Any]:
+    """The ``wise_rl.json`` content for a run trained on rows rendered with ``prompt_templates`` whose coordinates
+    are in ``frame`` (a :class:`wise_rl.frames.Frame` name; None leaves it out)."""
     if not prompt_templates:
         raise ValueError("training_record: no prompt template")
     modes = {formats.PROMPT_SPECS[t]["target_mode"] for t in prompt_templates}
@@ -53,7 +59,27 @@ def training_record(prompt_templates: list[str], recipe: str) -> dict[str, Any]:
     style = "compact" if styles == {"compact"} else "official"
     return {"target_mode": mode, "prompt_templates": list(prompt_templates), "prompt_style": style,
             "eval_prompt": formats.styled_prompt(_INFERENCE_PROMPT["eval"][mode], style),
-            "infer_prompt": formats.styled_prompt(_INFERENCE_PROMPT["infer"][mode], style), "recipe": recipe}
+            "infer_prompt": formats.styled_prompt(_INFERENCE_PROMPT["infer"][mode], style), "recipe": recipe,
+            **({"frame": str(frame)} if frame is not None else {})}
+
+
+def resolve_frame(model_dir, frame=None, square: int | None = None):
+    """The :class:`wise_rl.frames.Frame` the model in ``model_dir`` answers in: ``frame`` when given (a name, an
+    int S or a Frame), else ``wise_rl.json``'s ``frame``, else the family's native one (``rel1000``; for an
+    absolute family ``abs{square}``: the square its processor pins, else 840). A model folder of an unsupported
+    family without either raises :class:`wise_rl.errors.ConfigError`."""
+    from wise_rl import frames
+    from wise_rl.models.families import try_detect_family
+
+    if frame is not None:
+        return frames.Frame.parse(frame)
+    record = read(model_dir) if model_dir is not None else None
+    if record and record.get("frame"):
+        return frames.Frame.parse(record["frame"])
+    family = try_detect_family(model_dir) if model_dir is not None else None
+    if family is not None and family.native_frame != "abs":
+        return family.frame()
+    return frames.Frame(square or frames.DEFAULT_MODEL_SIZE)
 
 
 def write(model_dir, record: dict[str, Any]) -> Path:

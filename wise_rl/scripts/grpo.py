@@ -47,7 +47,7 @@ def _run(script_args, training_args, model_args) -> dict:
     from wise_rl.models.folder_check import check_model_folder
 
     check_model_folder(training.ensure_model(script_args, model_args), "model_name_or_path")
-    dataset = training.load_training_dataset(script_args)
+    dataset = training.load_training_dataset(script_args, model_args.model_name_or_path)
     run_identity, finished = training.begin_run(script_args, training_args, model_args, dataset)
     if finished is not None:  # a finished run is left alone (raise max_steps to extend it)
         return finished
@@ -56,7 +56,8 @@ def _run(script_args, training_args, model_args) -> dict:
     training.apply_freezing(trainer.model, script_args)
     if trainer.accelerator.is_main_process:  # how to prompt the result: read by wise-rl eval / infer
         model_info.write(training_args.output_dir, model_info.training_record(
-            [script_args.prompt_template or "wise-train"], script_args.algorithm))
+            [script_args.prompt_template or "wise-train"], script_args.algorithm,
+            frame=training.dataset_frame(dataset)))
 
     # ---- train (resuming when a complete checkpoint exists) and save
     return training.train_and_save(trainer, processor, script_args, training_args, train_rows, run_identity)
@@ -85,13 +86,16 @@ def build_trainer(script_args, training_args, model_args, dataset=None):
 
     # ---- data: sample-schema rows + a conversational prompt; gt_* columns ride along to the rewards
     if dataset is None:
-        dataset = training.load_training_dataset(script_args)
+        dataset = training.load_training_dataset(script_args, model_args.model_name_or_path)
     train_rows = training.grpo_rows(dataset, prompt_template)
     logger.info("%d training prompts", len(train_rows))
 
     # ---- model (a path + init kwargs), processor, rewards that see the policy's tokenizer
     model_path = training.ensure_model(script_args, model_args)
     processor = training.build_processor(script_args, model_args)
+    # Left padding, as TRL loads a processor itself: the prompts it re-processes for the loss must line up with
+    # the left-padded prompt ids (Qwen3-VL / Qwen3.5 take image positions from the processor's mm_token_type_ids).
+    processor.tokenizer.padding_side = "left"
     training_args.model_init_kwargs = training.model_init_kwargs(training_args, model_args)
     reward_funcs = training.build_reward_funcs(script_args, processor.tokenizer, layout)
     training.check_reward_columns(reward_funcs, train_rows, f"dataset {script_args.dataset!r}")

@@ -44,7 +44,7 @@ def _run(script_args, training_args, model_args) -> dict:
 
     model_path = training.ensure_model(script_args, model_args)
     check_model_folder(model_path, "model_name_or_path")
-    dataset = training.load_training_dataset(script_args)
+    dataset = training.load_training_dataset(script_args, model_path)
     run_identity, finished = training.begin_run(script_args, training_args, model_args, dataset)
     if finished is not None:  # a finished run is left alone (raise max_steps to extend it)
         return finished
@@ -82,7 +82,8 @@ def _run(script_args, training_args, model_args) -> dict:
     training.apply_freezing(trainer.model, script_args)
     if trainer.accelerator.is_main_process:  # how to prompt the result: read by wise-rl eval / infer
         model_info.write(training_args.output_dir,
-                         model_info.training_record(training.prompt_templates(prompt_template), "sft"))
+                         model_info.training_record(training.prompt_templates(prompt_template), "sft",
+                                                    frame=training.dataset_frame(dataset)))
 
     # ---- train (resuming when a complete checkpoint exists) and save
     return training.train_and_save(trainer, processor, script_args, training_args, train_rows, run_identity)

@@ -30,7 +30,15 @@ from wise_rl.training.checks import (  # noqa: F401  (re-exported: the scripts a
     validate_grpo_args,
     validate_sft_args,
 )
-from wise_rl.training.data import grpo_rows, is_grounding_row, load_training_dataset, sft_rows  # noqa: F401
+from wise_rl.training.data import (  # noqa: F401
+    dataset_frame,
+    grpo_rows,
+    is_grounding_row,
+    load_training_dataset,
+    rows_in_frame,
+    sft_rows,
+    training_frame,
+)
 from wise_rl.training.model import (  # noqa: F401  (re-exported: the scripts call training.ensure_model etc.)
     VISION_TOWER_NAMES,
     apply_freezing,

@@ -59,6 +59,10 @@ def _validate_common(script_args: WiseScriptArguments, training_args, model_args
         raise ConfigError(f"shapeworld_rows: must be positive, got {script_args.shapeworld_rows}")
     if script_args.model_size is not None and script_args.model_size <= 0:
         raise ConfigError(f"model_size: must be positive, got {script_args.model_size}")
+    if getattr(script_args, "frame", None) is not None:
+        from wise_rl.frames import Frame
+
+        Frame.parse(script_args.frame)  # ConfigError naming the accepted names
 
     for template in prompt_templates(script_args.prompt_template):
         if template not in formats.PROMPT_SPECS:

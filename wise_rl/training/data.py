@@ -25,8 +25,56 @@ from wise_rl.training.script_args import SFT_TARGET_MODES, WiseScriptArguments
 logger = logging.getLogger(__name__)
 
 
-def load_training_dataset(script_args: WiseScriptArguments):
-    """The training rows in the sample schema (``datasets.Dataset``)."""
+def training_frame(script_args: WiseScriptArguments, model_path=None) -> str | None:
+    """The frame the training rows are written in: ``script_args.frame``, else the native frame of the family of
+    the model folder ``model_path`` (:mod:`wise_rl.models.families`); None (an absolute family, or no local
+    folder): the rows keep their own square (``abs{model_size}``)."""
+    from wise_rl.frames import Frame
+
+    if getattr(script_args, "frame", None):
+        return str(Frame.parse(script_args.frame))
+    from wise_rl.models.families import native_frame
+
+    frame = native_frame(model_path) if model_path is not None else None
+    return None if frame is None else str(frame)
+
+
+def rows_in_frame(dataset, frame: str | None):
+    """Sample-schema rows with ``gt_bbox``/``gt_points`` rewritten in ``frame`` (None: unchanged) and the
+    ``frame`` column set. An absolute frame must be the rows' own square (their images are that size)."""
+    from wise_rl import frames
+
+    if frame is None:
+        return dataset
+    target = frames.Frame.parse(frame)
+
+    def convert(row):
+        source = frames.row_frame(row)
+        if not target.relative and target.side != int(row["model_size"]):
+            raise ConfigError(f"frame {target}: the rows' images are {row['model_size']}² (abs{row['model_size']}); "
+                              "an absolute frame must match them (or use rel1000)")
+        box, points = row.get("gt_bbox"), row.get("gt_points")
+        return {"gt_bbox": None if box is None else frames.convert_bbox(box, source, target),
+                "gt_points": None if points is None else frames.convert_points(points, source, target),
+                "frame": str(target)}
+
+    return dataset.map(convert, desc=f"rows in {target}")
+
+
+def dataset_frame(dataset) -> str:
+    """The frame name the rows are written in (``frame`` column, else ``abs{model_size}``); mixed frames raise."""
+    from wise_rl import frames
+
+    names = dataset["frame"] if "frame" in dataset.column_names else [None] * len(dataset)
+    found = {str(frames.row_frame({"frame": f, "model_size": s})) for f, s in zip(names, dataset["model_size"])}
+    if len(found) != 1:
+        raise ConfigError(f"the training rows are written in several frames {sorted(found)}; use one (frame:)")
+    return found.pop()
+
+
+def load_training_dataset(script_args: WiseScriptArguments, model_path=None):
+    """The training rows in the sample schema (``datasets.Dataset``), ground truth in :func:`training_frame`."""
+    frame = training_frame(script_args, model_path)
     spec = script_args.dataset
     if spec == "shapeworld":
         from wise_rl.testbed.shapeworld import generate_dataset
@@ -38,7 +86,7 @@ def load_training_dataset(script_args: WiseScriptArguments):
         ds = dd["train"]
         if script_args.dataset_limit is not None:
             ds = ds.select(range(min(script_args.dataset_limit, len(ds))))
-        return ds
+        return rows_in_frame(ds, frame)
     from wise_rl.data.columns import parse_columns
     from wise_rl.data.loaders import load_source
 
@@ -46,7 +94,7 @@ def load_training_dataset(script_args: WiseScriptArguments):
         spec, split=script_args.dataset_split, model_size=script_args.model_size,
         skip_invalid=script_args.skip_invalid, limit=script_args.dataset_limit,
         lisa_texts="all",  # LISA folders: every text is a training query (evaluation keeps the first)
-        columns=parse_columns(getattr(script_args, "dataset_columns", None), "dataset_columns"),
+        columns=parse_columns(getattr(script_args, "dataset_columns", None), "dataset_columns"), frame=frame,
     )
     if len(ds) == 0:
         raise ConfigError(f"dataset: {spec!r} (split {script_args.dataset_split!r}) has no rows")

@@ -26,12 +26,22 @@ def ensure_model(script_args: WiseScriptArguments, model_args) -> str:
 
 
 def build_processor(script_args: WiseScriptArguments, model_args):
+    """The model's processor with the family's training chat template (:mod:`wise_rl.models.families`), which
+    renders the WISE completion verbatim; it is saved with the trained model, so eval prompts as training did."""
     from wise_rl.models import load_processor
+    from wise_rl.models.families import try_detect_family
 
-    return load_processor(
+    processor = load_processor(
         model_args.model_name_or_path, min_pixels=script_args.image_min_pixels,
         max_pixels=script_args.image_max_pixels,
     )
+    family = try_detect_family(model_args.model_name_or_path)
+    if family is not None and family.name != "qwen2_5_vl":  # Qwen2.5-VL: the folder's (official) template
+        template = family.chat_template()
+        if processor.chat_template != template:
+            logger.info("chat template: %s's training template (%s)", family.name, family.chat_template_file)
+        processor.chat_template = processor.tokenizer.chat_template = template
+    return processor
 
 
 def quantization_config(model_args):

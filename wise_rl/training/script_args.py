@@ -50,6 +50,13 @@ class WiseScriptArguments:
         metadata={"help": "Side of the square model frame: None = 840 for raw sources, the rows' own size for rows "
                   "already in the sample schema (ShapeWorld renders at 112)."},
     )
+    frame: str | None = field(
+        default=None,
+        metadata={"help": "Coordinate frame of the rows' ground truth, i.e. the frame the model learns to answer in: "
+                  "rel1000 (relative [0, 1000]) or absS (pixels of an S×S image, e.g. abs840). None = the model "
+                  "family's native frame (rel1000 for Qwen2-VL, Qwen3-VL, Qwen3.5; Qwen2.5-VL: the rows' own "
+                  "square, 840 for raw sources). Recorded in the output's wise_rl.json."},
+    )
     skip_invalid: bool = field(
         default=False, metadata={"help": "Skip (and count) invalid rows instead of raising DataError."}
     )

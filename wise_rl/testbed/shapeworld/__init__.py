@@ -115,6 +115,7 @@ def make_sample(
         "query": pick.query,
         "image_size": [image_size, image_size],
         "model_size": image_size,
+        "frame": f"abs{image_size}",
         "gt_bbox": bbox,
         "gt_points": points,
         "gt_mask": mask,
