@@ -50,6 +50,7 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").warning(
 # Lines a user can act on, or progress: anything else on stderr fails the test.
 ALLOWED = (
     re.compile(r"^precision: "),                                       # the precision choice and its reason
+    re.compile(r"^threads: \d+ \("),                                    # the thread count and its reason
     re.compile(r"^\S+ \S+ INFO "),                                     # the recipe's own news
     re.compile(r"^\S+ \S+ WARNING wise_rl\.training\.rewards: \d+% of the completions were cut"),  # actionable
     re.compile(r"^\{'"),                                               # the trainer's metrics dict
@@ -76,6 +77,7 @@ def test_a_tiny_sft_then_grpo_run_prints_only_lines_a_user_can_act_on(tiny_model
                 "--output_dir", str(tmp_path / "sft")])
     assert sft.returncode == 0, sft.stderr[-3000:]
     assert _unexplained(sft.stderr) == []
+    assert "threads: 1 (small model" in sft.stderr  # the choice the speed depends on, with its reason
     grpo = _run([sys.executable, "recipes/grpo.py", "--config", "recipes/tiny/grpo.yaml", *common,
                  "--model_name_or_path", str(tmp_path / "sft"), "--max_steps", "2", "--max_completion_length", "16",
                  "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--save_steps", "2",

@@ -379,7 +379,11 @@ def apply_recipe_threads(parsed) -> dict:
 
     _, training_args, model_args = parsed
     cuda = False if getattr(training_args, "use_cpu", False) else None
-    return apply_threads(_THREADS_FLAG["value"], getattr(model_args, "model_name_or_path", None), cuda=cuda)
+    record = apply_threads(_THREADS_FLAG["value"], getattr(model_args, "model_name_or_path", None), cuda=cuda)
+    # shown before the recipe sets up logging, as the precision line is: the run's speed depends on it
+    logger.warning("threads: %d (%s; --threads N or WISE_RL_THREADS=N to override)", record["threads"],
+                   record["threads_reason"])
+    return record
 
 
 def run_from_command_line(main, parse, prog: str) -> int:
