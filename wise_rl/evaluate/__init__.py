@@ -338,22 +338,33 @@ def _run_eval(config, out_dir, generator, tokenizer, dataset, progress) -> dict[
                                 f"{gen_tokens / len(gens):.0f} tok/sample (max {config.max_new_tokens})")
 
     records = [done[i] for i in work_ids]
-    result = run_metrics(records, work_ids, config.protocol, settings) | token_limit_and_machine(records, config)
+    result = run_metrics(records, work_ids, config.protocol, settings) | token_limit_and_machine(
+        records, config.max_new_tokens)
     (out / METRICS_FILE).write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
     return result
 
 
-def token_limit_and_machine(records: list[dict[str, Any]], config: EvalConfig) -> dict[str, Any]:
-    """``n_hit_token_limit``: samples whose generation ran to ``--max-new-tokens`` (a model that never stops; their
+def token_limit_and_machine(records: list[dict[str, Any]], max_new_tokens: int, machine=None) -> dict[str, Any]:
+    """``n_hit_token_limit``: samples whose generation ran to ``max_new_tokens`` (a model that never stops; their
     latency is the cap's, not the answer's), and ``machine``: the threads and CPU the latencies were measured with
-    (:func:`wise_rl.threads.threads_record`)."""
+    (default: this process's, :func:`wise_rl.threads.threads_record`)."""
     from wise_rl.threads import threads_record
 
-    hit = sum(int(r.get("completion_tokens") or 0) >= config.max_new_tokens for r in records)
+    hit = sum(int(r.get("completion_tokens") or 0) >= max_new_tokens for r in records) if max_new_tokens else 0
     if hit:
         logger.warning("%d of %d samples hit --max-new-tokens %d (the generation did not stop): their completions "
-                       "are cut and their latency is the cap's", hit, len(records), config.max_new_tokens)
-    return {"n_hit_token_limit": hit, "max_new_tokens": config.max_new_tokens, "machine": threads_record()}
+                       "are cut and their latency is the cap's", hit, len(records), max_new_tokens)
+    return {"n_hit_token_limit": hit, "max_new_tokens": max_new_tokens,
+            "machine": threads_record() if machine is None else machine}
+
+
+def _shards_machine(run_dirs) -> dict[str, Any] | None:
+    """The ``machine`` of the shards' metrics.json: the one they share, else ``{"shards": [each]}``."""
+    found = [json.loads((Path(d) / METRICS_FILE).read_text(encoding="utf-8")).get("machine") for d in run_dirs
+             if (Path(d) / METRICS_FILE).is_file()]
+    if not found:
+        return None
+    return found[0] if all(m == found[0] for m in found) else {"shards": found}
 
 
 def merge_runs(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
@@ -409,5 +420,6 @@ def merge_runs(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
         "shard": None, "merged_from": [str(d) for d in run_dirs], "n_shard": len(expected)}
     (out / RUN_FILE).write_text(json.dumps(settings | {"ids": expected}, indent=1) + "\n", encoding="utf-8")
     result = run_metrics(records, expected, protocol or settings0.get("protocol", "lisa"), settings)
+    result |= token_limit_and_machine(records, settings0.get("max_new_tokens") or 0, _shards_machine(run_dirs) or {})
     (out / METRICS_FILE).write_text(json.dumps(result, indent=2, default=_json_default) + "\n", encoding="utf-8")
     return result
