@@ -168,3 +168,28 @@ def test_infer_reads_a_rel1000_answer_on_a_non_square_image(family_model, tmp_pa
     assert result["frame"] == "rel1000" and seen[0].size == (400, 100)  # the image as given: the processor resizes
     np.testing.assert_allclose(result["answer_original"]["bbox"], [40, 20, 200, 100])
     np.testing.assert_allclose(result["answer_original"]["points_1"], [100, 50])
+
+
+def test_a_moe_model_after_sft_still_generates_and_trains_with_grpo(shapeworld_dir, tmp_path):
+    """TRL's SFT saves an MoE config with output_router_logits on (its load-balancing loss); generation with it on
+    fails in transformers, so loading for eval and the GRPO trainer turn it off (GRPO asks for router logits in
+    its loss forward itself)."""
+    from wise_rl.models import load_model, load_processor
+    from wise_rl.scripts import grpo, sft
+
+    base = build_tiny_model(tmp_path / "moe", family="qwen3_vl_moe")
+    out = tmp_path / "sft"
+    sft.main(*training.parse_sft_args(sft_argv(base, shapeworld_dir, out, "--max_steps", "1",
+                                               "--save_strategy", "no")))
+    assert json.loads((out / "config.json").read_text())["text_config"]["output_router_logits"] is True
+    model, processor = load_model(out).eval(), load_processor(out)
+    assert model.config.get_text_config().output_router_logits is False
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"},
+                                                                       {"type": "text", "text": "x"}]}],
+                                         add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=[Image.new("RGB", (64, 64))], return_tensors="pt")
+    with torch.no_grad():
+        assert model.generate(**inputs, max_new_tokens=4, do_sample=False).shape[1] == inputs["input_ids"].shape[1] + 4
+    result = grpo.main(*training.parse_grpo_args(grpo_argv(out, shapeworld_dir, tmp_path / "grpo", "--max_steps", "1",
+                                                           "--reward_funcs", "format", "bbox_iou")))
+    assert result["global_step"] == 1

@@ -332,7 +332,11 @@ def load_model(path, dtype=None, quantization: str | None = None, device_map=Non
         kwargs["device_map"] = device_map
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    return AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+    model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+    text_config = model.config.get_text_config()
+    if getattr(text_config, "output_router_logits", False):  # an SFT-trained MoE: generation fails with it on
+        text_config.output_router_logits = False
+    return model
 
 
 # Linear layers of the language model only: `model.language_model.layers.N.(self_attn|mlp).X_proj`.

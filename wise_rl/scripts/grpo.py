@@ -112,6 +112,7 @@ def build_trainer(script_args, training_args, model_args, dataset=None):
         quantization_config=training.quantization_config(model_args),
         callbacks=callbacks,
     )
+    training.router_logits_off_in_generation(trainer.model)
     return trainer, processor, train_rows
 
 

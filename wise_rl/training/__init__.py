@@ -50,6 +50,7 @@ from wise_rl.training.model import (  # noqa: F401  (re-exported: the scripts ca
     model_init_kwargs,
     peft_config,
     quantization_config,
+    router_logits_off_in_generation,
 )
 from wise_rl.training.recipe_args import (  # noqa: F401  (re-exported: recipes, demo, bench and tests call training.parse_*)
     ALGORITHMS,

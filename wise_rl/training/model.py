@@ -97,6 +97,16 @@ def model_init_kwargs(training_args, model_args) -> dict[str, Any]:
     return kwargs
 
 
+def router_logits_off_in_generation(model) -> None:
+    """MoE models (Qwen3-VL MoE, Qwen3.5 MoE): ``output_router_logits`` off in the config. An SFT run saves it on
+    (TRL's SFT adds the load-balancing loss), and generation with it on fails in transformers 5.25 (the router
+    logits of the new token are matched against the whole attention mask); GRPO/RLOO ask for router logits
+    explicitly in the loss forward, so the auxiliary loss is kept. No-op for dense models."""
+    text_config = model.config.get_text_config()
+    if getattr(text_config, "output_router_logits", False):
+        text_config.output_router_logits = False
+
+
 def maybe_init_cpu_deepspeed() -> None:
     """DeepSpeed on CPU (``DS_ACCELERATOR=cpu``): start the gloo process group before the trainer is built
     (ZeRO-3 with a reference model, ``beta > 0``, otherwise hangs or fails)."""
