@@ -63,6 +63,8 @@ def build_target(concise: str, answer: dict[str, Any], detailed: str, mode: str 
 
     ``mode="wise"`` → ``<think>concise</think><answer>{json}</answer><d_think>detailed</d_think>``;
     ``mode="verbose"`` → ``<think>detailed</think><answer>{json}</answer>`` (the chain-of-thought baseline);
+    ``mode="concise"`` → ``<think>concise</think><answer>{json}</answer>`` (what the WISE inference prompts ask for,
+    learnt without the detailed part: the "learn thin" ablation);
     ``mode="answer"`` → ``<answer>{json}</answer>`` (grounding only, no rationale: base-model pre-training).
     """
     body = f"{ANSWER_OPEN}{answer_json(answer)}{ANSWER_CLOSE}"
@@ -70,9 +72,11 @@ def build_target(concise: str, answer: dict[str, Any], detailed: str, mode: str 
         return f"{THINK_OPEN}{concise.strip()}{THINK_CLOSE}{body}{D_THINK_OPEN}{detailed.strip()}{D_THINK_CLOSE}"
     if mode == "verbose":
         return f"{THINK_OPEN}{detailed.strip()}{THINK_CLOSE}{body}"
+    if mode == "concise":
+        return f"{THINK_OPEN}{concise.strip()}{THINK_CLOSE}{body}"
     if mode == "answer":
         return body
-    raise ValueError(f"unknown target mode {mode!r}; expected one of 'wise', 'verbose', 'answer'")
+    raise ValueError(f"unknown target mode {mode!r}; expected one of 'wise', 'verbose', 'concise', 'answer'")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -361,6 +365,16 @@ PROMPT_SPECS: dict[str, dict[str, Any]] = {
     "answer-only": {"layout": "answer-only", "stop": ANSWER_CLOSE, "target_mode": "answer"},
 }
 PROMPT_SPECS |= {name + COMPACT_SUFFIX: dict(PROMPT_SPECS[name]) for name in ("wise-train", "wise", "wise-s", "verbose")}
+
+
+def prompt_fits_target(template: str, target_mode: str) -> bool:
+    """Whether SFT rows rendered with ``template`` may carry ``target_mode`` targets: the mode the template asks
+    for, or ``concise`` under a template that asks for ``<think>concise</think><answer>…</answer>`` (the WISE
+    inference prompts ``wise`` and ``wise-s``, any wording). ``KeyError`` for an unknown template."""
+    spec = PROMPT_SPECS[template]
+    if spec["target_mode"] == target_mode:
+        return True
+    return target_mode == "concise" and spec["target_mode"] == "wise" and spec["layout"] == "think-answer"
 
 
 def styled_prompt(name: str, style: str = "official") -> str:

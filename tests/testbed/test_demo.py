@@ -49,7 +49,7 @@ def test_a_folder_without_weights_is_not_a_base(tmp_path):
 # Profiles and the same-budget rule
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["default", "long", "smoke"])
-def test_shipped_profiles_give_both_arms_the_same_budget(name, tmp_path):
+def test_shipped_profiles_give_every_arm_the_same_budget(name, tmp_path):
     prof = demo.load_profile(name)
     run = demo.Run(tmp_path, prof, tmp_path / "base")
     cfgs = demo.stage_configs(run)
@@ -72,6 +72,33 @@ def test_shipped_profiles_give_both_arms_the_same_budget(name, tmp_path):
     assert cfgs["grpo_wise"]["model_name_or_path"] == str(tmp_path / "wise_sft")
     assert cfgs["sft_verbose"]["model_name_or_path"] == str(tmp_path / "base")
     assert all(c["dataset"] == str(tmp_path / "data") for c in cfgs.values())
+    assert {c["seed"] for c in cfgs.values()} == {prof.seed}
+    # the ablation arms: in `long` and `smoke` only, so `make demo` stays as it is
+    assert prof.ablations == (name != "default")
+    assert ("sft_concise" in cfgs) == ("grpo_nosd" in cfgs) == prof.ablations
+    if not prof.ablations:
+        assert set(cfgs) == {"sft_verbose", "sft_wise", "grpo_wise"} and set(prof.evals) == {
+            "verbose", "wise", "wise-s", "wise-s-sft"}
+        return
+    # learn thin: the concise target under the WISE inference prompts, from the base, with the WISE SFT's settings
+    concise, wise_sft = cfgs["sft_concise"], cfgs["sft_wise"]
+    assert (concise["target_mode"], concise["prompt_template"]) == ("concise", "wise-compact,wise-s-compact")
+    assert concise["model_name_or_path"] == str(tmp_path / "base") and concise["max_steps"] == prof.sft_steps
+    same = ("learning_rate", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size", "weight_decay")
+    assert {k: concise[k] for k in same} == {k: wise_sft[k] for k in same}
+    # use thin: GRPO without self-distillation, format scored on the two-block layout, under the wise prompt
+    grpo, wise_grpo = cfgs["grpo_concise"], cfgs["grpo_wise"]
+    assert grpo["reward_funcs"] == ["format_think_answer", "answer_schema", "bbox_iou", "bbox_l1", "points"]
+    assert grpo["prompt_template"] == "wise-compact" and grpo["model_name_or_path"] == str(tmp_path / "concise_sft")
+    # WISE without self-distillation: the WISE SFT output, every WISE reward but self_distillation
+    nosd = cfgs["grpo_nosd"]
+    assert nosd["reward_funcs"] == [r for r in wise_grpo["reward_funcs"] if r != "self_distillation"]
+    assert nosd["prompt_template"] == wise_grpo["prompt_template"]
+    assert nosd["model_name_or_path"] == str(tmp_path / "wise_sft")
+    same = ("learning_rate", "num_generations", "max_completion_length", "temperature", "beta", "loss_type")
+    for c in (grpo, nosd):
+        assert c["max_steps"] == prof.grpo_steps and len(c["reward_weights"]) == len(c["reward_funcs"])
+        assert {k: c[k] for k in same} == {k: wise_grpo[k] for k in same}
 
 
 @pytest.mark.parametrize("name", ["default", "long"])
@@ -121,6 +148,38 @@ def test_written_configs_parse_with_the_recipe_parsers(tmp_path):
     assert sft_args.max_steps == run.profile.sft_steps
     script, grpo_args, _ = training.parse_grpo_args(["--config", str(run.config_path("grpo_wise"))])
     assert grpo_args.max_steps == run.profile.grpo_steps and script.algorithm == "grpo"
+
+
+def test_the_ablation_configs_pass_the_recipes_checks(tiny_model_dir, tmp_path):
+    """The concise target under the WISE inference prompts passes the SFT check (the prompt asks for what the target
+    holds), and both ablation GRPO configs build their reward lists."""
+    from wise_rl import formats, training
+
+    run = demo.Run(tmp_path, demo.load_profile("smoke"), Path(tiny_model_dir))
+    for folder in (run.data, run.train_dir("sft_concise"), run.train_dir("sft_wise")):
+        folder.mkdir()
+    demo.write_configs(run)
+    script, sft_args, model_args = training.parse_sft_args(["--config", str(run.config_path("sft_concise"))])
+    training.validate_sft_args(script, sft_args, model_args)
+    assert (script.target_mode, sft_args.max_steps) == ("concise", run.profile.sft_steps)
+    for stage in ("grpo_concise", "grpo_nosd"):
+        script, grpo_args, model_args = training.parse_grpo_args(["--config", str(run.config_path(stage))])
+        training.validate_grpo_args(script, grpo_args, model_args)
+        names = [f.__name__ for f in training.build_reward_funcs(script)]
+        assert "self_distillation" not in names and len(names) == 5, stage
+    # the concise target fits the inference prompts only: the training prompt asks for the detailed part too
+    assert [t for t in ("wise-train", "wise", "wise-s-compact", "verbose") if formats.prompt_fits_target(
+        t, "concise")] == ["wise", "wise-s-compact"]
+
+
+def test_ablation_stages_need_the_profile_key_and_leave_the_default_identity_alone(tmp_path):
+    prof = demo.load_profile("default")
+    assert "ablations" not in prof.fingerprint()  # a run folder of the default profile keeps its identity
+    assert demo.load_profile("smoke").fingerprint()["ablations"] is True
+    with pytest.raises(demo.DemoError, match="stages.grpo_nosd: an ablation stage; set ablations: true"):
+        demo.load_profile(str(_profile(tmp_path, "stages:\n  grpo_nosd: {save_steps: 1}\n")))
+    with pytest.raises(demo.DemoError, match="ablations must be true or false, got 'yes please'"):
+        demo.load_profile(str(_profile(tmp_path, "ablations: yes please\n")))
 
 
 def _profile(tmp_path, text: str) -> Path:
@@ -277,8 +336,9 @@ def test_grpo_same_prompts_pairs_the_scenes_before_and_after(tmp_path):
                           eval_dir=lambda variant: tmp_path / variant)
     same = demo_report.grpo_same_prompts(run)
     assert same["n"] == 3 and same["identical"] == pytest.approx(1 / 3)
+    # per-scene hit differences 0, +1, -1: mean 0, sample sd 1, paired standard error 1/√3
     assert same["box_acc50"] == {"before": pytest.approx(2 / 3), "after": pytest.approx(2 / 3), "gained": 1,
-                                 "lost": 1}
+                                 "lost": 1, "diff": 0.0, "diff_se": pytest.approx(1 / math.sqrt(3))}
     tt = same["think_tokens"]  # differences -2, 0, -3: mean -5/3, sample sd √(7/3), se √(7/9)
     assert (tt["before"], tt["after"]) == (7.0, pytest.approx(16 / 3))
     assert tt["diff"] == pytest.approx(-5 / 3) and tt["diff_se"] == pytest.approx(math.sqrt(7 / 9))
@@ -301,6 +361,52 @@ def test_parallel_arms_train_together_and_every_eval_runs_after_all_training(tin
     demo.run_demo(out=tmp_path / "demo", base=tiny_model_dir, profile="default", progress=False)
     assert calls == ["data", ("spawn", ("sft_verbose",)), "base", "sft_wise", "grpo_wise", "wait",
                      "eval_verbose", "eval_wise-s-sft", "eval_wise", "eval_wise-s"]
+
+
+def test_with_ablations_the_background_trains_the_concise_arm_and_every_eval_waits(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    from types import SimpleNamespace
+
+    calls = []
+    monkeypatch.setattr(demo, "_run_stage", lambda run, stage, progress=True: calls.append(stage))
+    proc = SimpleNamespace(pid=1, poll=lambda: None)
+    monkeypatch.setattr(demo, "_spawn_arm", lambda run, stages, *a: calls.append(("spawn", stages)) or (proc, "log"))
+    monkeypatch.setattr(demo, "_wait_arm", lambda *a: calls.append("wait"))
+    monkeypatch.setattr(demo, "stage_report", lambda run: {})
+    demo.run_demo(out=tmp_path / "demo", base=tiny_model_dir, profile="long", progress=False)
+    assert calls == ["data", ("spawn", ("sft_verbose", "sft_concise", "grpo_concise")), "base", "sft_wise",
+                     "grpo_wise", "grpo_nosd", "wait", "eval_verbose", "eval_wise-s-sft", "eval_wise", "eval_wise-s",
+                     "eval_concise", "eval_concise-s", "eval_no-sd", "eval_no-sd-s"]
+
+
+def test_ablation_pairs_hand_computed(tmp_path):
+    """Four scenes, WISE-S against the concise-only arm: hits (1, 1, 0, 1) vs (0, 1, 0, 0), per-scene differences
+    (1, 0, 0, 1): difference +0.5, sample sd √(1/3), paired standard error √(1/3)/2; 2 scenes gained, none lost."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset, DatasetDict
+
+    gt = [[0, 0, 9, 9], [20, 20, 29, 29], [40, 40, 49, 49], [60, 60, 69, 69]]
+    DatasetDict({"test": Dataset.from_dict({"id": list("abcd"), "gt_bbox": gt, "shape_boxes": [gt] * 4,
+                                            "model_size": [112] * 4})}).save_to_disk(str(tmp_path / "data"))
+    miss = [90, 90, 99, 99]
+    rows = {"wise-s": [gt[0], gt[1], miss, gt[3]], "concise-s": [miss, gt[1], None, [60, 60, 99, 99]]}
+    for variant, boxes in rows.items():
+        (tmp_path / variant).mkdir()
+        (tmp_path / variant / "samples.jsonl").write_text("".join(
+            json.dumps({"id": i, "think_tokens": 6 if variant == "wise-s" else 5, "completion": variant,
+                        "answer": {"bbox": b} if b else None}) + "\n" for i, b in zip("abcd", boxes)))
+    run = SimpleNamespace(data=tmp_path / "data", profile=SimpleNamespace(eval_n=4),
+                          eval_dir=lambda variant: tmp_path / variant)
+    (pair,) = demo_report.ablation_pairs(run, [("wise-s", "concise-s"), ("wise-s", "no-sd-s")])  # no-sd-s: no eval
+    assert (pair["wise"], pair["ablation"], pair["n"]) == ("wise-s", "concise-s", 4)
+    box = pair["box_acc50"]
+    assert (box["after"], box["before"], box["gained"], box["lost"]) == (0.75, 0.25, 2, 0)
+    assert box["diff"] == 0.5 and box["diff_se"] == pytest.approx(math.sqrt(1 / 3) / 2)
+    assert pair["think_tokens"]["diff"] == 1.0 and pair["think_tokens"]["diff_se"] == 0.0
+    assert demo_report.box_scores(run, "wise-s")["box_acc50_se"] == pytest.approx(0.25)  # sd √(1/4·3/4·4/3) / 2
+    console = demo_report.summary_table({"base": {}, "variants": {}, "targets": {}, "ablations": [pair]})
+    assert "wise-s vs concise-s on the same 4 scenes: box acc@0.5 75.0 vs 25.0 %, difference +50.0 ± 28.9" in console
 
 
 def test_cpu_model_reads_the_model_name(tmp_path):
@@ -327,7 +433,8 @@ def test_smoke_demo_end_to_end_and_resume(tiny_model_dir, tmp_path):
     prof = demo.load_profile("smoke")
 
     on_disk = json.loads((out / "report.json").read_text())
-    assert set(on_disk["variants"]) == {"verbose", "wise", "wise-s", "wise-s-sft"}
+    assert set(on_disk["variants"]) == {"verbose", "wise", "wise-s", "wise-s-sft", "concise", "concise-s", "no-sd",
+                                        "no-sd-s"}
     assert on_disk["grpo_same_prompts"]["n"] == prof.eval_n
     for name, m in on_disk["variants"].items():
         for key in VARIANT_KEYS:
@@ -342,15 +449,34 @@ def test_smoke_demo_end_to_end_and_resume(tiny_model_dir, tmp_path):
             "format_valid_wise-s"} <= set(on_disk["targets"])
     assert all(isinstance(t["pass"], bool) for t in on_disk["targets"].values())
 
-    # both arms trained through the recipes, with the same-budget step counts
+    # the ablations, paired with the WISE variants on the same scenes; their prompts are the WISE ones
+    assert [(a["wise"], a["ablation"]) for a in on_disk["ablations"]] == list(demo.ABLATION_PAIRS)
+    for pair in on_disk["ablations"]:
+        box = pair["box_acc50"]
+        assert pair["n"] == prof.eval_n and box["diff"] == pytest.approx(box["after"] - box["before"])
+        assert box["gained"] - box["lost"] == round(box["diff"] * pair["n"])
+    assert on_disk["variants"]["concise-s"]["prompt"] == on_disk["variants"]["no-sd-s"]["prompt"] == "wise-s-compact"
+    assert on_disk["variants"]["concise"]["prompt"] == "wise-compact"
+    assert all(0 <= m["box_acc50_se"] <= 0.5 for m in on_disk["variants"].values())
+    assert set(on_disk["arms_wall_s"]) == {"verbose", "wise", "concise-only", "no-self-distillation"}
+
+    # every arm trained through the recipes, with the same-budget step counts
     steps = {"verbose_sft": prof.sft_steps + prof.grpo_steps, "wise_sft": prof.sft_steps,
-             "wise_grpo": prof.grpo_steps}
+             "wise_grpo": prof.grpo_steps, "concise_sft": prof.sft_steps, "concise_grpo": prof.grpo_steps,
+             "nosd_grpo": prof.grpo_steps}
     for folder, n in steps.items():
         assert (out / folder / "model.safetensors").is_file() and (out / folder / "DONE").is_file()
         assert _state(out / folder)["global_step"] == n
         assert list((out / folder).glob("checkpoint-*"))
     grpo_log = _state(out / "wise_grpo")["log_history"]
     assert any("rewards/self_distillation/mean" in h for h in grpo_log)
+    for folder, fmt in (("concise_grpo", "format_think_answer"), ("nosd_grpo", "format")):
+        log = _state(out / folder)["log_history"]
+        assert any(f"rewards/{fmt}/mean" in h for h in log), folder
+        assert not any("rewards/self_distillation/mean" in h for h in log), folder
+    # the concise-only SFT rows hold no detailed part: the target is <think>concise</think><answer>…</answer>
+    assert json.loads((out / "concise_sft" / "wise_rl.json").read_text())["prompt_templates"] == [
+        "wise-compact", "wise-s-compact"]
     base_w = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
     verbose_w = load_file(str(out / "verbose_sft" / "model.safetensors"))
     assert any(not (base_w[k] == verbose_w[k]).all() for k in base_w), "verbose SFT did not change the weights"
@@ -363,13 +489,14 @@ def test_smoke_demo_end_to_end_and_resume(tiny_model_dir, tmp_path):
     assert (out / "think_tokens_vs_accuracy.png").is_file() == bool(measured)
     md = (out / "report.md").read_text()
     assert "| wise-s | wise-s-compact |" in md and "## Targets" in md and "compact wordings" in md
+    assert "## Ablations" in md and "| wise-s | concise-s | 4 |" in md and "| wise | no-sd | 4 |" in md
     assert (out / "configs" / "grpo_wise.yaml").is_file()
 
     # re-running skips every finished stage and reports the same numbers
     again = demo.run_demo(out=out, base=tiny_model_dir, profile="smoke", progress=False)
     stages = json.loads((out / "stages.json").read_text())
-    for stage in ("data", "sft_verbose", "sft_wise", "grpo_wise", "eval_verbose", "eval_wise", "eval_wise-s",
-                  "eval_wise-s-sft"):
+    for stage in ("data", "sft_verbose", "sft_wise", "grpo_wise", "sft_concise", "grpo_concise", "grpo_nosd",
+                  "eval_verbose", "eval_wise", "eval_wise-s", "eval_wise-s-sft", "eval_concise-s", "eval_no-sd-s"):
         assert stages[stage]["status"] == "skipped (done)", stage
         assert stages[stage]["wall_s"] > 0  # the first run's time is kept
     assert again["variants"] == report["variants"]

@@ -81,7 +81,18 @@ def _reports() -> dict[str, dict]:
     bare.pop("arms_wall_s")
     no_think = copy.deepcopy(full)
     no_think["grpo_same_prompts"].pop("think_tokens")
-    return {"full": full, "bare": bare, "no_think": no_think}
+    ablations = copy.deepcopy(full)  # the ablation section: variants with standard errors, paired differences
+    ablations["variants"] |= {"concise-s": variant | {"box_acc50": 0.76, "box_acc50_se": 0.0429},
+                              "no-sd-s": variant | {"box_acc50": 0.81, "box_acc50_se": 0.0394}}
+    ablations["variants"]["wise-s"]["box_acc50_se"] = 0.04
+    ablations["ablations"] = [
+        {"wise": "wise-s", "ablation": "concise-s", "before": "concise-s", "after": "wise-s", "n": 100,
+         "identical": 0.2, "box_acc50": {"before": 0.76, "after": 0.8, "gained": 7, "lost": 3, "diff": 0.04,
+                                         "diff_se": 0.0315},
+         "think_tokens": {"before": 6.5, "after": 6.8, "diff": 0.3, "diff_se": 0.1, "n": 100}},
+        {"wise": "wise-s", "ablation": "no-sd-s", "before": "no-sd-s", "after": "wise-s", "n": 100, "identical": 0.9,
+         "box_acc50": {"before": 0.81, "after": 0.8, "gained": 1, "lost": 2, "diff": -0.01, "diff_se": 0.0172}}]
+    return {"full": full, "bare": bare, "no_think": no_think, "ablations": ablations}
 
 
 @pytest.mark.parametrize("name", ["full", "bare", "described", "unnamed"])
@@ -92,7 +103,7 @@ def test_the_base_card_reads_as_before(name):
     assert model_card_markdown(_cards()[name]) == expected
 
 
-@pytest.mark.parametrize("name", ["full", "bare", "no_think"])
+@pytest.mark.parametrize("name", ["full", "bare", "no_think", "ablations"])
 def test_the_demo_report_reads_as_before(name):
     from wise_rl.testbed.demo.report import report_markdown
 
@@ -107,3 +118,4 @@ def test_the_goldens_cover_the_optional_sections():
         assert section in full and section not in bare, section
     report = (GOLDEN / "report_full.md").read_text(encoding="utf-8")
     assert "## GRPO on the same prompts" in report and "## Figures" in report and "What the base sees" in report
+    assert "## Ablations" not in report and "## Ablations" in (GOLDEN / "report_ablations.md").read_text("utf-8")

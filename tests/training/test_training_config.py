@@ -158,7 +158,17 @@ def test_remove_unused_columns_true_is_refused(base_argv):
 
 
 def test_unknown_target_mode(base_argv):
-    assert "target_mode: 'concise' unknown" in _sft_error(base_argv + ["--target_mode", "concise"])
+    assert "target_mode: 'thin' unknown" in _sft_error(base_argv + ["--target_mode", "thin"])
+
+
+def test_the_concise_target_goes_with_the_inference_prompts_only(base_argv):
+    """target_mode concise (<think>concise</think><answer>…</answer>) is what the wise / wise-s prompts ask for; the
+    training prompt asks for the detailed part as well."""
+    args = training.parse_sft_args(base_argv + ["--target_mode", "concise", "--prompt_template", "wise,wise-s"])
+    training.validate_sft_args(*args)
+    assert training.sft_prompt_template(training.parse_sft_args(base_argv + ["--target_mode", "concise"])[0]) == "wise"
+    msg = _sft_error(base_argv + ["--target_mode", "concise", "--prompt_template", "wise-train"])
+    assert "asks for a 'wise' completion but target_mode is 'concise'; use prompt_template 'wise'" in msg
 
 
 def test_unknown_prompt_template(base_argv):

@@ -183,7 +183,7 @@ def validate_sft_args(script_args: SFTScriptArguments, training_args, model_args
     _validate_common(script_args, training_args, model_args)
     for template in prompt_templates(sft_prompt_template(script_args)):
         asks_for = formats.PROMPT_SPECS[template]["target_mode"]
-        if asks_for != script_args.target_mode:
+        if not formats.prompt_fits_target(template, script_args.target_mode):
             raise ConfigError(
                 f"prompt_template {template!r} asks for a {asks_for!r} completion but target_mode is "
                 f"{script_args.target_mode!r}; use prompt_template {DEFAULT_SFT_PROMPT[script_args.target_mode]!r}"

@@ -116,7 +116,8 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding
 
     The target is ``formats.build_target(concise, answer_dict(gt_bbox, gt_points), detailed, target_mode)``.
     A row without the rationale the mode needs (``concise`` and ``detailed`` for ``wise``, ``detailed`` for
-    ``verbose``) raises a ``ValueError`` naming its id: build rationales first with ``wise-rl build-sft``.
+    ``verbose``, ``concise`` for ``concise``) raises a ``ValueError`` naming its id: build rationales first with
+    ``wise-rl build-sft``.
     ``prompt_template`` may be a comma-separated list: row ``i`` gets template ``i mod len(list)``.
     ``grounding_share`` of the rows (:func:`is_grounding_row`) get the ``answer-only`` prompt and the answer block
     alone instead. Rows without ``gt_bbox`` (LISA's no-object samples) have nothing to answer: skipped, with a
@@ -131,7 +132,8 @@ def sft_rows(dataset, prompt_template: str, target_mode: str = "wise", grounding
         raise ValueError("prompt_template is empty")
     for template in templates:
         formats.render_prompt(template, "probe")  # unknown template → ValueError now, not inside map
-    needed = {"wise": ("concise", "detailed"), "verbose": ("detailed",), "answer": ()}[target_mode]
+    needed = {"wise": ("concise", "detailed"), "verbose": ("detailed",), "concise": ("concise",),
+              "answer": ()}[target_mode]
     missing_cols = [c for c in ("query", "gt_bbox", "gt_points", *needed) if c not in dataset.column_names]
     if missing_cols:
         hint = "; build rationales with `wise-rl build-sft` first" if set(missing_cols) & set(needed) else ""

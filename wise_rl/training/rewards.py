@@ -141,7 +141,8 @@ def completion_lengths(completion, tokenizer=None, layout: str = "three-stage") 
 NEEDS_TAG = {
     "three-stage": {formats.D_THINK_CLOSE: ("format", "self_distillation", "brevity"),
                     formats.ANSWER_CLOSE: ("answer_schema", "bbox_iou", "bbox_l1", "points", "mask_iou")},
-    "think-answer": {formats.ANSWER_CLOSE: ("format", "answer_schema", "bbox_iou", "bbox_l1", "points", "mask_iou")},
+    "think-answer": {formats.ANSWER_CLOSE: ("format", "format_think_answer", "answer_schema", "bbox_iou", "bbox_l1",
+                                            "points", "mask_iou")},
 }
 CLIP_WARN_EVERY = 50  # reward calls between two repeats of the clipped-completion warning
 CLIP_WARN_RATIO = 0.1  # warn when at least this share of a batch is cut before a needed tag (a rare ramble is normal)
@@ -200,7 +201,8 @@ def with_length_diagnostics(func, tokenizer=None, layout: str = "three-stage", r
             if log_metric is not None:
                 log_metric("completions/clipped_before_tag_ratio", 0.0 if found is None else found["ratio"])
             due = calls["warned_at"] is None or calls["n"] - calls["warned_at"] >= CLIP_WARN_EVERY
-            if found is not None and found["ratio"] >= CLIP_WARN_RATIO and due:
+            first = os.environ.get("RANK", "0") == "0"  # one process of a launch says it (each sees its own batch)
+            if found is not None and found["ratio"] >= CLIP_WARN_RATIO and due and first:
                 logger.warning("%s", _clip_message(found))
                 calls["warned_at"] = calls["n"]
         calls["n"] += 1

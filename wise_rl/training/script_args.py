@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from rewards import WISE_REWARDS  # the WISE reward set, defined once (the recipes' default reward_funcs)
 
-SFT_TARGET_MODES = ("wise", "verbose", "answer")
+SFT_TARGET_MODES = ("wise", "verbose", "concise", "answer")
 LORA_TARGETS = ("language_model", "all")
 # The default prompt for each SFT target mode: the prompt must ask for what the target contains.
-DEFAULT_SFT_PROMPT = {"wise": "wise-train", "verbose": "verbose", "answer": "answer-only"}
+DEFAULT_SFT_PROMPT = {"wise": "wise-train", "verbose": "verbose", "concise": "wise", "answer": "answer-only"}
 
 
 
@@ -102,7 +102,8 @@ class SFTScriptArguments(WiseScriptArguments):
     target_mode: str = field(
         default="wise",
         metadata={"help": "SFT target: 'wise' (<think>concise</think><answer>…</answer><d_think>detailed</d_think>), "
-                  "'verbose' (<think>detailed</think><answer>…</answer>, the CoT baseline) or 'answer'."},
+                  "'verbose' (<think>detailed</think><answer>…</answer>, the CoT baseline), 'concise' "
+                  "(<think>concise</think><answer>…</answer>, under the wise / wise-s prompts) or 'answer'."},
     )
     grounding_share: float = field(
         default=0.0,

@@ -11,22 +11,22 @@ Stages (each one skipped when its outputs are complete, so an interrupted demo r
                  `verbose` prompt), wise and wise-s (arm b), wise-s-sft (arm b before GRPO) → RUN/eval/<variant>/
     report       RUN/report.md, RUN/report.json, RUN/*.png (always rewritten; :mod:`wise_rl.testbed.demo.report`)
 
-Each stage's config is ``recipes/demo/<stage>.yaml`` with the profile's overrides and the run's paths merged in,
-written to ``RUN/configs/<stage>.yaml`` (re-run a stage with ``python recipes/sft.py --config RUN/configs/…``).
-Stages run in this process; with ``runtime.parallel_arms`` the verbose SFT runs meanwhile in a child process (``python
--m wise_rl.testbed.demo --child``, one thread each; log ``RUN/logs/verbose_arm.log``, its tail printed on failure).
-The evals run after all training, alone, so latencies compare. Profiles: ``recipes/demo/profile_<name>.yaml``
-(``default``, ``long``, ``smoke``) or a file given with ``--profile``. A bad profile or base raises ``DemoError``.
+With ``ablations: true`` the concise-only and no-self-distillation arms run too (:mod:`wise_rl.testbed.demo.profile`).
+Each stage's config is ``recipes/demo/<stage>.yaml`` + the profile's overrides + the run's paths, written to
+``RUN/configs/<stage>.yaml`` (re-run a stage with ``python recipes/sft.py --config RUN/configs/…``). With
+``runtime.parallel_arms`` the :data:`BACKGROUND_STAGES` train meanwhile in a child process (``python -m
+wise_rl.testbed.demo --child``, one thread each; log in ``RUN/logs/``, its tail printed on failure). The evals run
+after all training, alone, so latencies compare. Profiles: ``recipes/demo/profile_<name>.yaml`` (``default``,
+``long``, ``smoke``) or a file given with ``--profile``. A bad profile or base raises ``DemoError``.
 
-Same budget. Both arms get the same number of optimizer steps over the same number of sequences per step::
+Same budget: every arm gets the same optimizer steps over the same number of sequences per step::
 
     steps(verbose SFT) = budget.sft_steps + budget.grpo_steps
-    steps(WISE)        = budget.sft_steps (SFT warm-start) + budget.grpo_steps (GRPO)
+    steps(WISE)        = budget.sft_steps (SFT warm-start) + budget.grpo_steps (GRPO); the ablations alike
     sequences per step = SFT batch (per_device_train_batch_size × gradient_accumulation_steps)
                        = GRPO completions per step (num_generations × prompts per step)
 
-so the verbose arm sees ``(sft_steps + grpo_steps) × B`` supervised targets and WISE ``sft_steps × B`` targets plus
-``grpo_steps × B`` completions scored by the rewards. Unequal sequences per step raise ``DemoError`` naming them.
+Unequal sequences per step raise ``DemoError`` naming them.
 """
 
 from __future__ import annotations
@@ -38,145 +38,35 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wise_rl.errors import DemoError  # noqa: F401  (re-exported)
+from wise_rl.testbed.demo.profile import (  # noqa: F401  (re-exported: the stage layout and the profiles)
+    ABLATION_PAIRS,
+    ALL_STAGES,
+    DEMO_RECIPES,
+    EVALS,
+    PACKAGE_DIR,
+    RECIPES_DIR,
+    REPO_DIR,
+    RESERVED,
+    STARTS_FROM,
+    TRAIN_STAGES,
+    VERBOSE_ARM,
+    WISE_ARM,
+    Profile,
+    load_profile,
+    profile_path,
+)
 from wise_rl.testbed.demo.report import write_report
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the wise_rl package
-REPO_DIR = PACKAGE_DIR.parent
-RECIPES_DIR = REPO_DIR / "recipes"
-DEMO_RECIPES = RECIPES_DIR / "demo"
 DEFAULT_BASE = PACKAGE_DIR / "assets" / "shapeworld-base"
 PRETRAIN_COMMAND = "wise-rl pretrain-base --out wise_rl/assets/shapeworld-base"
-
-TRAIN_STAGES = {  # stage -> (recipe script, recipe config, output folder under RUN)
-    "sft_verbose": ("sft", "sft_verbose.yaml", "verbose_sft"),
-    "sft_wise": ("sft", "sft_wise.yaml", "wise_sft"),
-    "grpo_wise": ("grpo", "grpo_wise.yaml", "wise_grpo"),
-}
-EVALS = {  # variant -> (trained stage whose model is evaluated, prompt)
-    "verbose": ("sft_verbose", "verbose"),
-    "wise": ("grpo_wise", "wise"),
-    "wise-s": ("grpo_wise", "wise-s"),
-    "wise-s-sft": ("sft_wise", "wise-s"),  # the same prompts before GRPO: what GRPO changed, scene by scene
-}
-VERBOSE_ARM = ("sft_verbose", "eval_verbose")
-WISE_ARM = ("sft_wise", "grpo_wise", "eval_wise-s-sft", "eval_wise", "eval_wise-s")
-ALL_STAGES = ("data", "base", *VERBOSE_ARM, *WISE_ARM, "report")
-# Recipe options the demo sets itself (paths and the step budget); a profile may not override them.
-RESERVED = ("model_name_or_path", "dataset", "dataset_split", "output_dir", "max_steps")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Profiles
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class Profile:
-    """A demo profile (``recipes/demo/profile_<name>.yaml``); see that folder for the meaning of each key."""
-
-    name: str
-    seed: int = 0
-    image_size: int = 112
-    prompt_style: str = "official"  # or "compact": formats.styled_prompt maps every recipe and eval prompt
-    n_train: int = 2000
-    n_test: int = 200
-    sft_steps: int = 60
-    grpo_steps: int = 20
-    eval_n: int = 200
-    eval_batch_size: int = 16
-    eval_max_new_tokens: int = 320
-    base_eval_n: int = 100
-    threads: int = 1
-    parallel_arms: bool = False
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    source: str = ""
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Everything that changes results (not ``source``, ``threads`` nor ``parallel_arms``)."""
-        d = asdict(self)
-        for k in ("source", "threads", "parallel_arms"):
-            d.pop(k)
-        return d
-
-
-_PROFILE_SECTIONS = {
-    "data": {"n_train": "n_train", "n_test": "n_test"},
-    "budget": {"sft_steps": "sft_steps", "grpo_steps": "grpo_steps"},
-    "eval": {"n": "eval_n", "batch_size": "eval_batch_size", "max_new_tokens": "eval_max_new_tokens",
-             "base_n": "base_eval_n"},
-    "runtime": {"threads": "threads", "parallel_arms": "parallel_arms"},
-}
-
-
-def profile_path(name_or_path: str) -> Path:
-    """``recipes/demo/profile_<name>.yaml`` for a name, else the path itself."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.is_file():
-            raise DemoError(f"--profile {name_or_path}: no such file")
-        return p
-    cand = DEMO_RECIPES / f"profile_{name_or_path}.yaml"
-    if not cand.is_file():
-        known = sorted(q.stem.removeprefix("profile_") for q in DEMO_RECIPES.glob("profile_*.yaml"))
-        raise DemoError(f"--profile {name_or_path!r}: unknown profile; known: {', '.join(known)} (or a YAML path)")
-    return cand
-
-
-def load_profile(name_or_path: str) -> Profile:
-    """Read and check a profile; an unknown key or a bad value raises :class:`DemoError` naming it."""
-    import yaml
-
-    path = profile_path(name_or_path)
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise DemoError(f"{path}: a profile is a YAML mapping")
-    kwargs: dict[str, Any] = {"name": str(data.pop("name", path.stem.removeprefix("profile_"))), "source": str(path)}
-    for key in ("seed", "image_size", "prompt_style"):
-        if key in data:
-            kwargs[key] = data.pop(key)
-    for section, keys in _PROFILE_SECTIONS.items():
-        values = data.pop(section, None) or {}
-        if not isinstance(values, dict):
-            raise DemoError(f"{path}: {section}: must be a mapping")
-        for k, v in values.items():
-            if k not in keys:
-                raise DemoError(f"{path}: {section}.{k}: unknown key; known: {', '.join(keys)}")
-            kwargs[keys[k]] = v
-    stages = data.pop("stages", None) or {}
-    if data:
-        raise DemoError(f"{path}: unknown key(s) {sorted(data)}; known: name, seed, image_size, prompt_style, "
-                        f"{', '.join(_PROFILE_SECTIONS)}, stages")
-    if not isinstance(stages, dict) or any(s not in TRAIN_STAGES for s in stages):
-        raise DemoError(f"{path}: stages: a mapping with keys among {', '.join(TRAIN_STAGES)}, got "
-                        f"{list(stages) if isinstance(stages, dict) else stages!r}")
-    for stage, overrides in stages.items():
-        if not isinstance(overrides, dict):
-            raise DemoError(f"{path}: stages.{stage}: must be a mapping of recipe option: value")
-        bad = [k for k in overrides if k in RESERVED]
-        if bad:
-            raise DemoError(f"{path}: stages.{stage}: {bad} are set by the demo itself (paths, the budget rule)")
-    kwargs["stages"] = {s: dict(stages.get(s) or {}) for s in TRAIN_STAGES}
-    profile = Profile(**kwargs)
-    for key in ("n_train", "n_test", "sft_steps", "grpo_steps", "eval_n", "eval_batch_size", "eval_max_new_tokens",
-                "threads"):
-        value = getattr(profile, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise DemoError(f"{path}: {key} must be a positive integer, got {value!r}")
-    if not isinstance(profile.base_eval_n, int) or profile.base_eval_n < 0:
-        raise DemoError(f"{path}: eval.base_n must be an integer ≥ 0, got {profile.base_eval_n!r}")
-    if profile.eval_n > profile.n_test:
-        raise DemoError(f"{path}: eval.n ({profile.eval_n}) is larger than data.n_test ({profile.n_test})")
-    if profile.prompt_style not in ("official", "compact"):
-        raise DemoError(f"{path}: prompt_style must be 'official' or 'compact', got {profile.prompt_style!r}")
-    if profile.image_size % 28:
-        raise DemoError(f"{path}: image_size must be a multiple of 28, got {profile.image_size}")
-    return profile
+# Stages the background process trains with ``runtime.parallel_arms`` (the rest train in this process).
+BACKGROUND_STAGES = ("sft_verbose", "sft_concise", "grpo_concise")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -288,17 +178,19 @@ def sequences_per_step(config: dict[str, Any]) -> int:
 
 
 def stage_configs(run: Run) -> dict[str, dict[str, Any]]:
-    """Each training stage's recipe config: ``recipes/demo/<stage>.yaml`` + profile overrides + the run's paths +
-    the step budget. Raises :class:`DemoError` when the arms would not get the same sequences per step."""
+    """Each training stage's recipe config (the profile's stages): ``recipes/demo/<stage>.yaml`` + profile
+    overrides + the run's paths + the step budget. Raises :class:`DemoError` when the stages would not get the same
+    sequences per step."""
     p = run.profile
-    steps = {"sft_verbose": p.sft_steps + p.grpo_steps, "sft_wise": p.sft_steps, "grpo_wise": p.grpo_steps}
-    models = {"sft_verbose": run.base, "sft_wise": run.base, "grpo_wise": run.train_dir("sft_wise")}
+    steps = {s: p.sft_steps if s.startswith("sft_") else p.grpo_steps for s in p.train_stages}
+    steps["sft_verbose"] = p.sft_steps + p.grpo_steps
     out: dict[str, dict[str, Any]] = {}
-    for stage, (_, yaml_name, _) in TRAIN_STAGES.items():
-        cfg = _recipe_yaml(yaml_name)
+    for stage in p.train_stages:
+        cfg = _recipe_yaml(TRAIN_STAGES[stage][1])
         cfg.update(p.stages.get(stage, {}))
-        cfg.update(model_name_or_path=str(models[stage]), dataset=str(run.data), dataset_split="train",
-                   output_dir=str(run.train_dir(stage)), max_steps=steps[stage], seed=p.seed)
+        start = STARTS_FROM[stage]
+        cfg.update(model_name_or_path=str(run.base if start is None else run.train_dir(start)), dataset=str(run.data),
+                   dataset_split="train", output_dir=str(run.train_dir(stage)), max_steps=steps[stage], seed=p.seed)
         if "prompt_template" in cfg:
             cfg["prompt_template"] = _styled(run, cfg["prompt_template"], f"stages.{stage}.prompt_template")
         out[stage] = cfg
@@ -308,10 +200,11 @@ def stage_configs(run: Run) -> dict[str, dict[str, Any]]:
             f"{p.source}: the arms must train on the same number of sequences per optimizer step (the same-budget "
             f"rule); got {per_step} (per_device_train_batch_size × gradient_accumulation_steps)"
         )
-    gens = int(out["grpo_wise"].get("num_generations", 8))
-    if per_step["grpo_wise"] % gens:
-        raise DemoError(f"{p.source}: GRPO completions per step ({per_step['grpo_wise']}) must be a multiple of "
-                        f"num_generations ({gens})")
+    for stage in (s for s in out if s.startswith("grpo_")):
+        gens = int(out[stage].get("num_generations", 8))
+        if per_step[stage] % gens:
+            raise DemoError(f"{p.source}: GRPO completions per step ({per_step[stage]}) must be a multiple of "
+                            f"num_generations ({gens}) ({stage})")
     return out
 
 
@@ -336,6 +229,8 @@ def budget_summary(run: Run, configs: dict[str, dict[str, Any]]) -> dict[str, An
         "wise": {"sft_steps": p.sft_steps, "grpo_steps": p.grpo_steps, "sft_targets": p.sft_steps * b,
                  "grpo_completions": p.grpo_steps * b, "grpo_prompts": p.grpo_steps * b // gens,
                  "num_generations": gens},
+        **({"ablations": "the WISE arm's: the same SFT and GRPO steps, sequences per step and seed"}
+           if p.ablations else {}),
     }
 
 
@@ -469,9 +364,10 @@ def _say(msg: str) -> None:
 def stage_report(run: Run) -> dict[str, Any]:
     """Collect metrics, check the targets, draw the plots and write ``report.json`` / ``report.md``
     (:func:`wise_rl.testbed.demo.report.write_report`)."""
-    return write_report(run, tuple(EVALS), {"verbose": VERBOSE_ARM, "wise": WISE_ARM},
-                        [run.train_dir(s) for s in TRAIN_STAGES], run.train_dir("grpo_wise"),
-                        budget_summary(run, stage_configs(run)), base_card(run.base))
+    pairs = ABLATION_PAIRS if run.profile.ablations else ()
+    return write_report(run, run.profile.evals, run.profile.arms(),
+                        [run.train_dir(s) for s in run.profile.train_stages], run.train_dir("grpo_wise"),
+                        budget_summary(run, stage_configs(run)), base_card(run.base), pairs)
 # Driver
 # ----------------------------------------------------------------------------------------------------------------
 def _set_threads(n: int) -> None:
@@ -483,7 +379,7 @@ def _set_threads(n: int) -> None:
 
 def _spawn_arm(run: Run, stages: tuple[str, ...], args_profile: str, progress: bool) -> tuple[subprocess.Popen, Path]:
     run.logs.mkdir(parents=True, exist_ok=True)
-    log = run.logs / "verbose_arm.log"
+    log = run.logs / ("verbose_arm.log" if stages == ("sft_verbose",) else "background_arms.log")
     cmd = [sys.executable, "-m", "wise_rl.testbed.demo", "--child", "--out", str(run.out), "--base", str(run.base),
            "--profile", args_profile, "--stages", ",".join(stages)]
     if not progress:
@@ -501,8 +397,8 @@ def _wait_arm(proc: subprocess.Popen, log: Path, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     if proc.poll() is None:
-        _say(f"[demo] waiting for the verbose arm (log: {log})")
-        bar = tqdm(desc="verbose arm", unit="step", disable=not progress)
+        _say(f"[demo] waiting for the background arm (log: {log})")
+        bar = tqdm(desc="background arm", unit="step", disable=not progress)
         pattern = re.compile(r"(\d+)/(\d+) \[")
         while proc.poll() is None:
             try:
@@ -521,7 +417,7 @@ def _wait_arm(proc: subprocess.Popen, log: Path, progress: bool) -> None:
     proc._wise_log.close()  # type: ignore[attr-defined]
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:])
-        raise DemoError(f"the verbose arm failed (exit {proc.returncode}); last lines of {log}:\n{tail}")
+        raise DemoError(f"the background arm failed (exit {proc.returncode}); last lines of {log}:\n{tail}")
 
 
 def run_demo(out: str | os.PathLike = "runs/demo", base: str | os.PathLike | None = None, profile: str = "default",
@@ -541,11 +437,13 @@ def run_demo(out: str | os.PathLike = "runs/demo", base: str | os.PathLike | Non
 
     _run_stage(run, "data", progress)
     proc = None
-    own = ("base", *(s for s in (*VERBOSE_ARM, *WISE_ARM) if s in TRAIN_STAGES))
-    if parallel and not _stage_done(run, "sft_verbose"):
-        proc, log = _spawn_arm(run, ("sft_verbose",), str(prof.source), progress)
-        _say(f"[demo] verbose arm started in the background (pid {proc.pid}, log {log})")
-        own = tuple(s for s in own if s != "sft_verbose")
+    ordered = tuple(dict.fromkeys(s for arm in prof.arms().values() for s in arm))  # arm by arm, each stage once
+    own = ("base", *(s for s in ordered if s in TRAIN_STAGES))
+    background = tuple(s for s in BACKGROUND_STAGES if s in own and not _stage_done(run, s))
+    if parallel and background:
+        proc, log = _spawn_arm(run, background, str(prof.source), progress)
+        _say(f"[demo] {', '.join(background)} started in the background (pid {proc.pid}, log {log})")
+        own = tuple(s for s in own if s not in background)
     try:
         for stage in own:
             _run_stage(run, stage, progress)
@@ -556,7 +454,7 @@ def run_demo(out: str | os.PathLike = "runs/demo", base: str | os.PathLike | Non
     if proc is not None:
         _wait_arm(proc, log, progress)
     # Every eval runs after all training, alone on the CPUs: latencies measured under load would not compare.
-    for stage in (s for s in (*VERBOSE_ARM, *WISE_ARM) if s.startswith("eval_")):
+    for stage in (s for s in ordered if s.startswith("eval_")):
         _run_stage(run, stage, progress)
     report = stage_report(run)
     report["wall_s"] = round(time.perf_counter() - wall0, 1)
@@ -583,9 +481,10 @@ def _child_main(argv: list[str] | None = None) -> int:
     prof = load_profile(args.profile)
     run = Run(args.out, prof, check_base(args.base))
     _set_threads(prof.threads)
+    known = [s for s in ALL_STAGES if s not in TRAIN_STAGES or s in prof.train_stages]
     for stage in args.stages.split(","):
-        if stage not in ALL_STAGES:
-            raise DemoError(f"--stages: unknown stage {stage!r}; known: {', '.join(ALL_STAGES)}")
+        if stage not in known:
+            raise DemoError(f"--stages: unknown stage {stage!r} for profile {prof.name}; known: {', '.join(known)}")
         _run_stage(run, stage, progress=not args.quiet)
     return 0
 

@@ -1,13 +1,16 @@
 """The demo's report: metrics per variant, the targets, ``report.json``, ``report.md`` and its figures.
 
-``report.json`` (per variant ``verbose``, ``wise``, ``wise-s``, and ``wise-s-sft``: the WISE arm before GRPO):
+``report.json`` (per variant ``verbose``, ``wise``, ``wise-s``, and ``wise-s-sft``: the WISE arm before GRPO; with
+ablations also ``concise``, ``concise-s``, ``no-sd``, ``no-sd-s``, :mod:`wise_rl.testbed.demo.profile`):
 ``gIoU``, ``cIoU``, ``acc50`` (mask IoU ≥ 0.5 of the box-decoded answer against the shape's mask, LISA protocol, as
-``wise-rl eval``), ``box_acc50`` / ``box_mean_iou`` (box IoU > 0.5 of the predicted bbox against the ground-truth
-bbox, the measure of ``random_shape_acc50``), ``format_valid``, ``think_tokens_mean``, ``completion_tokens_mean``,
-``latency_s_mean``; ``base`` (the card's held-out metrics, else a quick eval), ``random_shape_acc50`` (box a random
-shape of each test scene, :func:`wise_rl.testbed.shapeworld.random_shape_baseline`), the GRPO length trend, what
-GRPO changed on the same prompts (:func:`grpo_same_prompts`), and ``targets`` (on the trained arms, not on
-``wise-s-sft``)::
+``wise-rl eval``), ``box_acc50`` / ``box_acc50_se`` / ``box_mean_iou`` (box IoU > 0.5 of the predicted bbox against
+the ground-truth bbox, the measure of ``random_shape_acc50``, with its standard error over the test scenes),
+``format_valid``, ``think_tokens_mean``, ``completion_tokens_mean``, ``latency_s_mean``; ``base`` (the card's
+held-out metrics, else a quick eval), ``random_shape_acc50`` (box a random shape of each test scene,
+:func:`wise_rl.testbed.shapeworld.random_shape_baseline`), the GRPO length trend, what GRPO changed on the same
+prompts (:func:`grpo_same_prompts`), with ablations ``ablations`` (each WISE variant against each ablation on the
+same scenes, :func:`ablation_pairs`), and ``targets`` (on the trained arms, not on ``wise-s-sft`` nor the
+ablations)::
 
     verbose_box_acc50       box_acc50(verbose) ≥ 0.50 (the baseline must be a real one)
     wise_s_box_acc50        box_acc50(wise-s) ≥ 0.60
@@ -36,8 +39,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-VARIANT_KEYS = ("gIoU", "cIoU", "acc50", "box_acc50", "box_mean_iou", "format_valid", "think_tokens_mean",
-                "completion_tokens_mean", "latency_s_mean", "n", "n_failed")
+VARIANT_KEYS = ("gIoU", "cIoU", "acc50", "box_acc50", "box_acc50_se", "box_mean_iou", "format_valid",
+                "think_tokens_mean", "completion_tokens_mean", "latency_s_mean", "n", "n_failed")
 # On box acc@0.5 (box IoU > 0.5 against the queried shape's box): the measure of the random-shape baseline.
 TARGETS = {"verbose_box_acc50": 0.50, "wise_s_box_acc50": 0.60, "wise_s_vs_verbose": 0.03, "format_valid": 0.95,
            "think_tokens_ratio": 5.0, "latency_ratio": 3.0, "grpo_box_acc_drop": 0.05}
@@ -46,15 +49,20 @@ ARMS = ("verbose", "wise", "wise-s")  # the trained arms the targets are counted
 
 def box_scores(run, variant: str, n: int | None = None) -> dict[str, float]:
     """Box IoU (pixel-inclusive, as the baselines) of each sample's predicted bbox vs the ground-truth bbox:
-    ``box_acc50`` = share with IoU > 0.5, ``box_mean_iou``; a sample without an answer scores 0."""
+    ``box_acc50`` = share with IoU > 0.5, ``box_acc50_se`` = its standard error over the test scenes (sample
+    standard deviation of the per-scene hits / √n, :func:`_standard_error`), ``box_mean_iou``; a sample without an
+    answer scores 0."""
     from wise_rl.evaluate import read_samples
+    from wise_rl.metrics import answer_box_ious
     from wise_rl.metrics import box_scores as score_boxes
 
     records = {r["id"]: r for r in read_samples(run.eval_dir(variant) / "samples.jsonl")}
     rows = _test_rows(run, n)
     answers = [(records.get(str(rid)) or {}).get("answer") for rid in rows["id"]]
     scores = score_boxes(answers, rows["gt_bbox"])
-    return {"box_acc50": scores["box_acc50"], "box_mean_iou": scores["box_mean_iou"]}
+    hits = [float(iou > 0.5) for iou in answer_box_ious(answers, rows["gt_bbox"])]  # as metrics.box_scores
+    return {"box_acc50": scores["box_acc50"], "box_acc50_se": _standard_error(hits),
+            "box_mean_iou": scores["box_mean_iou"]}
 
 
 def _test_rows(run, n: int | None = None):
@@ -135,12 +143,20 @@ def grpo_trend(run) -> dict[str, Any]:
 def grpo_same_prompts(run, before: str = "wise-s-sft", after: str = "wise-s") -> dict[str, Any]:
     """What GRPO changed, scene by scene: the WISE SFT checkpoint (``before``) and the GRPO'd model (``after``)
     under the same prompt on the same test scenes, greedy; free of the draw of scenes that moves a window's mean.
+    The quantities are :func:`paired_scenes`'."""
+    return paired_scenes(run, before, after)
 
-    ``n`` scenes in both evals; ``think_tokens`` (over its own ``n``, the scenes where both have a think-token
-    count): ``before`` / ``after`` means, ``diff`` = mean of after − before and ``diff_se`` = its standard error
-    (sample standard deviation of the per-scene differences / √n); ``box_acc50``: box IoU > 0.5 against the
-    ground-truth box, ``before`` / ``after``, with ``gained`` / ``lost`` scenes; ``identical``: share of scenes whose
-    completions match character for character. ``{}`` when either eval is missing or they share no scene."""
+
+def paired_scenes(run, before: str, after: str) -> dict[str, Any]:
+    """Two evaluated variants compared on the same test scenes (greedy, so a scene's outcome is fixed per model).
+
+    ``n`` scenes in both evals; ``box_acc50``: box IoU > 0.5 against the ground-truth box, ``before`` / ``after``
+    shares, ``diff`` = mean over scenes of hit(after) − hit(before) (= after − before) and ``diff_se`` = its paired
+    standard error (sample standard deviation of the per-scene differences, each −1, 0 or 1, / √n), with
+    ``gained`` (scenes hit by ``after`` only) / ``lost`` (by ``before`` only); ``think_tokens`` (over its own
+    ``n``, the scenes where both have a think-token count): ``before`` / ``after`` means, ``diff`` (after − before)
+    and ``diff_se`` alike; ``identical``: share of scenes whose completions match character for character. ``{}``
+    when either eval is missing or they share no scene."""
     from wise_rl.evaluate import read_samples
     from wise_rl.metrics import answer_box_ious
 
@@ -160,16 +176,30 @@ def grpo_same_prompts(run, before: str = "wise-s-sft", after: str = "wise-s") ->
     think = [(x["think_tokens"], y["think_tokens"]) for x, y, _ in pairs
              if isinstance(x.get("think_tokens"), (int, float)) and isinstance(y.get("think_tokens"), (int, float))]
     n = len(pairs)
+    box_diffs = [float(h1) - float(h0) for h0, h1 in hits]
     out: dict[str, Any] = {"before": before, "after": after, "n": n,
                            "box_acc50": {"before": sum(h for h, _ in hits) / n, "after": sum(h for _, h in hits) / n,
                                          "gained": sum(not h0 and h1 for h0, h1 in hits),
-                                         "lost": sum(h0 and not h1 for h0, h1 in hits)},
+                                         "lost": sum(h0 and not h1 for h0, h1 in hits),
+                                         "diff": sum(box_diffs) / n, "diff_se": _standard_error(box_diffs)},
                            "identical": sum(x.get("completion") == y.get("completion") for x, y, _ in pairs) / n}
     if think:
         diffs = [y - x for x, y in think]
         out["think_tokens"] = {"n": len(think), "before": sum(x for x, _ in think) / len(think),
                                "after": sum(y for _, y in think) / len(think), "diff": sum(diffs) / len(diffs),
                                "diff_se": _standard_error(diffs)}
+    return out
+
+
+def ablation_pairs(run, pairs) -> list[dict[str, Any]]:
+    """For each ``(wise, ablation)`` pair of evaluated variants: :func:`paired_scenes` with ``before`` = the
+    ablation and ``after`` = the WISE variant, so every ``diff`` is WISE − ablation and ``gained`` counts the scenes
+    only the WISE variant boxes; with ``wise`` / ``ablation`` naming them. Pairs with a missing eval are left out."""
+    out = []
+    for wise, ablation in pairs:
+        paired = paired_scenes(run, ablation, wise)
+        if paired:
+            out.append({"wise": wise, "ablation": ablation, **paired})
     return out
 
 
@@ -321,10 +351,10 @@ def _machine() -> str:
 
 
 def write_report(run, variant_names, arms: dict[str, tuple[str, ...]], train_dirs: list[Path], grpo_dir: Path,
-                 budget: dict[str, Any], card: dict[str, Any] | None) -> dict[str, Any]:
+                 budget: dict[str, Any], card: dict[str, Any] | None, pairs=()) -> dict[str, Any]:
     """Collect metrics, check the targets, draw the plots and write ``report.json`` / ``report.md`` into
     ``run.out`` (``run``: a :class:`wise_rl.testbed.demo.Run`; the other arguments are the demo's stage layout,
-    its budget summary and the base's card)."""
+    its budget summary, the base's card and the ``(wise, ablation)`` variant pairs, :func:`ablation_pairs`)."""
     from wise_rl.report import find_runs, plot_lengths, plot_loss, plot_rewards
     from wise_rl.testbed.shapeworld import random_shape_baseline
 
@@ -333,11 +363,11 @@ def write_report(run, variant_names, arms: dict[str, tuple[str, ...]], train_dir
     trend = grpo_trend(run)
     rs = random_shape_baseline(_test_rows(run), seed=run.profile.seed)
     timings = run.timings()
-    arms = {}
+    arm_walls = {}
     for arm, stages in arms.items():
         walls = [timings.get(s, {}).get("wall_s") for s in stages]
         if all(w is not None for w in walls):
-            arms[arm] = float(sum(walls))
+            arm_walls[arm] = float(sum(walls))
     report: dict[str, Any] = {
         "profile": asdict(run.profile),
         "base_model": str(run.base),
@@ -352,8 +382,10 @@ def write_report(run, variant_names, arms: dict[str, tuple[str, ...]], train_dir
         "targets": evaluate_targets(variants, trend),
         "budget": budget,
         "stages": timings,
-        "arms_wall_s": arms,
+        "arms_wall_s": arm_walls,
     }
+    if pairs:
+        report["ablations"] = ablation_pairs(run, pairs)
     # figures: reward components and lengths over GRPO steps, losses of all three training runs, cost vs accuracy
     training_runs, _ = find_runs(train_dirs)
     by_name = {r.path.name: r for r in training_runs}
@@ -377,12 +409,18 @@ def summary_table(report: dict[str, Any]) -> str:
     for name, m in [("base", report["base"]), *report["variants"].items()]:
         lines.append(f"{name:<10} {_pct(m.get('acc50')):>8} {_pct(m.get('box_acc50')):>8} {_pct(m.get('gIoU')):>6} "
                      f"{_pct(m.get('format_valid')):>7} {_num(m.get('think_tokens_mean')):>9} "
-                     f"{_num(m.get('completion_tokens_mean')):>9} {_num(m.get('latency_s_mean'), 4):>9}")
+                     f"{_num(m.get('completion_tokens_mean')):>9} {_num(m.get('latency_s_mean'), 4):>9}"
+                     + (f"  box ± {_pct(m['box_acc50_se'])}" if m.get("box_acc50_se") is not None else ""))
     lines.append(f"random shape (box acc@0.5): {_pct(report.get('random_shape_acc50'))}")
     same = report.get("grpo_same_prompts") or {}
     if same.get("think_tokens"):
         lines.append(f"GRPO on the same {same['n']} prompts ({same['before']} → {same['after']}): think tokens "
                      f"{same['think_tokens']['before']:.2f} → {same['think_tokens']['after']:.2f}, box acc@0.5 "
                      f"{_pct(same['box_acc50']['before'])} → {_pct(same['box_acc50']['after'])} %")
+    for a in report.get("ablations") or []:
+        box = a["box_acc50"]
+        lines.append(f"{a['wise']} vs {a['ablation']} on the same {a['n']} scenes: box acc@0.5 {_pct(box['after'])} vs "
+                     f"{_pct(box['before'])} %, difference {100 * box['diff']:+.1f} ± {100 * box['diff_se']:.1f} "
+                     f"points (standard error), {box['gained']} scenes gained, {box['lost']} lost")
     lines.append("targets: " + ", ".join(f"{k} {'PASS' if t['pass'] else 'fail'}" for k, t in report["targets"].items()))
     return "\n".join(lines)
