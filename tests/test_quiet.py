@@ -26,6 +26,8 @@ import logging, warnings
 import wise_rl
 warnings.filterwarnings("always")  # a later, broader filter (as the training set-up adds) must not bring them back
 warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
+warnings.warn("`gradient_checkpointing_disable` is deprecated and will be removed in v6. Use "
+              "`activation_checkpointing_disable` instead.", FutureWarning)
 warnings.warn("`torch.distributed._all_gather_base` is a private function and will be deprecated. Please use "
               "`torch.distributed.all_gather_into_tensor` instead.", FutureWarning)
 warnings.warn("`torch.distributed.reduce_scatter_tensor` is deprecated. Please use ...", FutureWarning)
@@ -42,7 +44,7 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").warning(
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr
     assert "a FutureWarning nobody filtered" in err and "another fingerprint warning" in err
-    for silenced in ("is_gradient_checkpointing", "_all_gather_base", "reduce_scatter_tensor", "couldn't be hashed",
+    for silenced in ("is_gradient_checkpointing", "gradient_checkpointing_disable", "_all_gather_base", "reduce_scatter_tensor", "couldn't be hashed",
                      "gemm_4bit_forward"):
         assert silenced not in err
 

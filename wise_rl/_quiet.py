@@ -10,8 +10,9 @@ wholesale. :func:`install` is idempotent and cheap (no heavy import): it only re
 - torch.distributed's FutureWarnings on its deprecated collectives ("`torch.distributed._all_gather_base` is a
   private function …", "`torch.distributed.reduce_scatter_tensor` is deprecated …"), raised from inside DeepSpeed
   ZeRO-3 at every step: the call sites are the library's.
-- transformers' FutureWarning "`is_gradient_checkpointing` is deprecated", at every GRPO step: TRL reads the old
-  attribute name; the recipes already use ``activation_checkpointing``.
+- transformers' FutureWarnings "`is_gradient_checkpointing` is deprecated" (every GRPO step) and
+  "`gradient_checkpointing_enable` / `_disable` is deprecated" (ZeRO-3 generation): TRL uses the old names; the
+  recipes already use ``activation_checkpointing``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ _WARNING_FILTERS: tuple[tuple[str, type[Warning]], ...] = (
     # torch.distributed's deprecated collectives, called by DeepSpeed ZeRO-3 at every step (the call sites are its)
     (r"^`torch\.distributed\.(_all_gather_base|_reduce_scatter_base|all_gather_into_tensor|reduce_scatter_tensor"
      r"|all_gather_coalesced)` (is|will be) ", FutureWarning),
-    # transformers, at every GRPO step: TRL (not the recipe) reads the renamed attribute
-    (r"`is_gradient_checkpointing` is deprecated", FutureWarning),
+    # transformers, at every GRPO step: TRL (not the recipe) reads the renamed attribute and, under ZeRO-3, calls
+    # the renamed methods around generation
+    (r"`(is_gradient_checkpointing|gradient_checkpointing_enable|gradient_checkpointing_disable)` is deprecated",
+     FutureWarning),
 )
 _DONE = {"installed": False}
 

@@ -13,6 +13,7 @@ from wise_rl import cli, formats, training
 from wise_rl.errors import ConfigError
 from wise_rl.training import rewards as training_rewards
 from wise_rl.training.checks import warn_prompt_wording
+from wise_rl.training.recipe_args import apply_recipe_threads
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_SFT = str(ROOT / "recipes/tiny/sft.yaml")
@@ -196,3 +197,18 @@ def test_parameter_counts_under_zero3_partitioning_are_the_real_ones():
     model[1].weight.requires_grad_(False)
     info = training.describe_model(model)
     assert info["total_params"] == sum(sizes) == 23 and info["trainable_params"] == 23 - 6
+
+
+def test_lines_every_process_would_print_alike_come_from_the_first_only(monkeypatch, caplog, tiny_model_dir):
+    wrapped = training_rewards.with_length_diagnostics(lambda **kw: [0.0] * len(kw["completions"]), None,
+                                                       "three-stage", ["format"])
+    monkeypatch.setenv("RANK", "1")
+    with caplog.at_level(logging.WARNING):
+        wrapped(completions=[CUT] * 4, completion_ids=[[5] * 64] * 4)
+        args = training.parse_sft_args(["--config", TINY_SFT, "--model_name_or_path", str(tiny_model_dir)])
+        assert apply_recipe_threads(args)["threads"] == 1  # chosen (a tiny model), just not announced
+    assert "were cut" not in caplog.text and "precision:" not in caplog.text and "threads:" not in caplog.text
+    monkeypatch.setenv("RANK", "0")
+    with caplog.at_level(logging.WARNING):
+        training.parse_sft_args(["--config", TINY_SFT, "--model_name_or_path", str(tiny_model_dir)])
+    assert "precision:" in caplog.text

@@ -249,10 +249,16 @@ def _with_precision(argv: list[str], sources) -> list[str]:
             value = sources[name][0]
         return value
 
+    quiet = logging.getLogger("wise_rl.training.precision")
+    level = quiet.level
+    if not _main_process():  # the same line from every process of a launch: the first one says it
+        quiet.setLevel(logging.ERROR)
     try:
         return precision_argv(argv, configured("bf16"), configured("use_cpu"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    finally:
+        quiet.setLevel(level)
 
 
 _THREADS_FLAG: dict[str, str | None] = {"value": None}  # the last parsed command line's --threads (wise_rl.threads)
@@ -380,10 +386,16 @@ def apply_recipe_threads(parsed) -> dict:
     _, training_args, model_args = parsed
     cuda = False if getattr(training_args, "use_cpu", False) else None
     record = apply_threads(_THREADS_FLAG["value"], getattr(model_args, "model_name_or_path", None), cuda=cuda)
-    # shown before the recipe sets up logging, as the precision line is: the run's speed depends on it
-    logger.warning("threads: %d (%s; --threads N or WISE_RL_THREADS=N to override)", record["threads"],
-                   record["threads_reason"])
+    if _main_process():  # shown before the recipe sets up logging, as the precision line is, by one process
+        logger.warning("threads: %d (%s; --threads N or WISE_RL_THREADS=N to override)", record["threads"],
+                       record["threads_reason"])
     return record
+
+
+def _main_process() -> bool:
+    """This process is the launch's first (``RANK`` unset or 0): lines that every process would print alike are
+    printed once."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def run_from_command_line(main, parse, prog: str) -> int:
