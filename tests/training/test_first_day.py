@@ -212,3 +212,17 @@ def test_lines_every_process_would_print_alike_come_from_the_first_only(monkeypa
     with caplog.at_level(logging.WARNING):
         training.parse_sft_args(["--config", TINY_SFT, "--model_name_or_path", str(tiny_model_dir)])
     assert "precision:" in caplog.text
+
+
+def test_a_deepspeed_launch_says_before_its_silent_engine_build(monkeypatch, caplog):
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.delenv("DS_ACCELERATOR", raising=False)  # a GPU launch: nothing to initialise here
+    monkeypatch.delenv("RANK", raising=False)
+    with caplog.at_level(logging.INFO, logger="wise_rl.training.model"):
+        training.maybe_init_cpu_deepspeed()
+    assert "DeepSpeed: the engine is built when training starts" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "false")
+    with caplog.at_level(logging.INFO, logger="wise_rl.training.model"):
+        training.maybe_init_cpu_deepspeed()
+    assert "DeepSpeed" not in caplog.text

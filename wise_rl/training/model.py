@@ -112,6 +112,9 @@ def maybe_init_cpu_deepspeed() -> None:
     (ZeRO-3 with a reference model, ``beta > 0``, otherwise hangs or fails)."""
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
         return
+    if os.environ.get("RANK", "0") == "0":  # the engine build at the first step is silent for up to minutes
+        logger.info("DeepSpeed: the engine is built when training starts (a first launch also compiles its ops): "
+                    "up to a few minutes without output before the first step")
     if os.environ.get("DS_ACCELERATOR") != "cpu":
         return
     import torch.distributed as dist
