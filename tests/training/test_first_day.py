@@ -226,3 +226,20 @@ def test_a_deepspeed_launch_says_before_its_silent_engine_build(monkeypatch, cap
     with caplog.at_level(logging.INFO, logger="wise_rl.training.model"):
         training.maybe_init_cpu_deepspeed()
     assert "DeepSpeed" not in caplog.text
+
+
+def test_build_sft_compress_without_detailed_rationales_is_one_line(shapeworld_dir, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from datasets import load_from_disk
+
+    source = tmp_path / "no-detailed"
+    load_from_disk(str(shapeworld_dir)).remove_columns(["detailed", "concise"]).save_to_disk(str(source))
+    monkeypatch.setattr(sys, "argv", ["wise-rl", "build-sft", "--mode", "compress", "--source", str(source),
+                                      "--split", "train", "--limit", "4", "--out", str(tmp_path / "out")])
+    monkeypatch.delenv("WISE_RL_TRACEBACK", raising=False)
+    capsys.readouterr()  # the fixture's own save_to_disk bars
+    assert cli.entry() == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "examples/s]" not in line]
+    assert len(err) == 1 and err[0].startswith("wise-rl build-sft: error: --mode compress --source ")
+    assert "4 row(s) have no detailed rationale to compress" in err[0]
