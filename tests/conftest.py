@@ -16,6 +16,15 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread_per_test():
+    """Every test starts with torch on one thread, whatever an earlier test's recipe or verb chose: a weight
+    compared bit for bit with a subprocess's (which also runs on one thread) depends on the reduction order."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A random-weight tiny Qwen2.5-VL with its processor, saved to a folder."""

@@ -73,7 +73,8 @@ def test_grounding_share_keeps_the_base_task_on_an_even_share_of_rows(train_ds):
 def test_rows_without_a_rationale_fail_naming_the_row(train_ds):
     broken = train_ds.map(lambda r, i: {"concise": "" if i == 3 else r["concise"]}, with_indices=True)
     bad_id = broken[3]["id"]
-    with pytest.raises(ValueError, match=rf"SFT row '{bad_id}': empty 'concise' rationale.*build-sft"):
+    with pytest.raises(ValueError, match=rf"1 of {len(broken)} rows have an empty 'concise' rationale \(first: row 3, "
+                                         rf"id '{bad_id}'\).*build-sft"):
         training.sft_rows(broken, "wise-train", "wise")
     # answer-only targets need no rationale
     assert len(training.sft_rows(broken, "answer-only", "answer")) == len(broken)

@@ -20,6 +20,7 @@ GRPO_CONFIG = Path(__file__).resolve().parents[3] / "recipes" / "tiny" / "grpo.y
 _GRPO_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
                 "max_completion_length", "temperature", "learning_rate", "lr_scheduler_type", "max_steps",
                 "num_train_epochs", "weight_decay", "max_grad_norm", "seed", "loss_type", "beta", "epsilon",
+                "use_bias_correction_kl",
                 "reward_weights", "remove_unused_columns", "use_cpu", "dataloader_num_workers",
                 "activation_checkpointing", "bf16", "logging_steps", "report_to", "save_strategy", "disable_tqdm")
 # Settings that may differ without changing the work of a step.
