@@ -11,6 +11,7 @@ import pytest
 
 from wise_rl import cli, formats, training
 from wise_rl.errors import ConfigError
+from wise_rl.training import precision
 from wise_rl.training import rewards as training_rewards
 from wise_rl.training.checks import warn_prompt_wording
 from wise_rl.training.recipe_args import apply_recipe_threads
@@ -209,6 +210,7 @@ def test_lines_every_process_would_print_alike_come_from_the_first_only(monkeypa
         assert apply_recipe_threads(args)["threads"] == 1  # chosen (a tiny model), just not announced
     assert "were cut" not in caplog.text and "precision:" not in caplog.text and "threads:" not in caplog.text
     monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(precision, "_LOGGED", set())  # said once per process: this test's process may have said it
     with caplog.at_level(logging.WARNING):
         training.parse_sft_args(["--config", TINY_SFT, "--model_name_or_path", str(tiny_model_dir)])
     assert "precision:" in caplog.text

@@ -58,3 +58,14 @@ def test_recipe_parsing_resolves_bf16_on_cpu():
 def test_describe_cpu_names_the_flags_a_figure_depends_on():
     assert precision.describe_cpu(ZEN3).endswith("; avx2, no native bf16)")
     assert precision.describe_cpu(SAPPHIRE).endswith("; avx2, avx512f, amx_bf16, avx512_bf16)")
+
+
+def test_the_precision_line_is_logged_once_per_process(caplog, monkeypatch):
+    """The demo parses several recipes in one process: the same choice is said once, a different one again."""
+    monkeypatch.setattr(precision, "_LOGGED", set())
+    with caplog.at_level("WARNING", logger=precision.logger.name):
+        precision.precision_argv([], None, use_cpu=True)
+        precision.precision_argv([], None, use_cpu=True)
+        precision.precision_argv([], "true", use_cpu=True)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("precision: ")]
+    assert len(lines) == 2 and lines[0] != lines[1]

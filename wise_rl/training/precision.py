@@ -90,14 +90,19 @@ def _as_bool(value) -> bool | None:
     raise ValueError(f"bf16: expected true or false, got {value!r}")
 
 
+_LOGGED: set[str] = set()  # precision reasons already logged by this process
+
+
 def precision_argv(argv: list[str], configured, use_cpu=None) -> list[str]:
     """``argv`` with ``--bf16 false`` (or ``true``) appended when nothing set ``bf16`` explicitly; ``configured``
     is the value found on the command line or in the YAML (None: not set). ``use_cpu: true`` counts as no CUDA.
-    Logs the choice and its reason once."""
+    Logs the choice and its reason once per process (the demo parses several recipes in one process)."""
     explicit = _as_bool(configured)
     cuda = False if _as_bool(use_cpu) else None
     bf16, reason = resolve_bf16(explicit, cuda=cuda)
-    logger.warning("precision: %s", reason)
+    if reason not in _LOGGED:
+        _LOGGED.add(reason)
+        logger.warning("precision: %s", reason)
     if explicit is not None:
         return argv
     return [*argv, "--bf16", "true" if bf16 else "false"]
