@@ -6,8 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 LOCK   := requirements/cpu.lock
-# The CPU wheel of torch 2.13.0 lies on local disk here (pip's find-links); `make lock` pins torch to it.
-# Never add torchvision next to the CPU torch (see README, "Installing").
+# The lock pins torch 2.13.0+cpu, the CPU build: on this project's machines its wheel lies on local disk (pip's
+# find-links); elsewhere give pip PyTorch's CPU index: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make test.
+# Never add torchvision next to the CPU torch (see README, "Set-up").
 TORCH_PIN ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
@@ -22,6 +23,7 @@ export DS_ACCELERATOR ?= cpu
 # pip first, at its locked version (its line and --hash lines cut out of the lock); then the whole lock,
 # hash-checked (pip refuses any package the lock leaves out); then wise_rl itself, editable, adding nothing.
 $(STAMP): pyproject.toml Makefile $(LOCK)
+	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 'make: the lock ($(LOCK)) is for Python 3.11; this is ' + sys.version.split()[0] + ': PYTHON=python3.11 make ...')"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	awk '/^pip==/{p=1} p{print} p && !/\\$$/{p=0}' $(LOCK) | $(PIP) install -q --require-hashes -r /dev/stdin
 	$(PIP) install -q --require-hashes -r $(LOCK)

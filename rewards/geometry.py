@@ -62,8 +62,10 @@ class BboxIoUReward(Reward):
 
 @register_reward("bbox_l1")
 class BboxL1Reward(Reward):
-    """``1 if mean |Δ| of the 4 bbox coordinates < threshold`` (pixels of an 840 image, default 10, scaled to
-    each row's frame) else 0."""
+    """``1 if mean |Δ| of the 4 bbox coordinates < threshold else 0`` (840-px units, default 10; per row's frame).
+
+    The threshold is in pixels of an 840×840 image, as the official code writes it, and is scaled to each row's frame
+    (:func:`wise_rl.frames.scale_threshold`)."""
 
     name = "bbox_l1"
     ground_truth = ("gt_bbox",)

@@ -275,4 +275,17 @@ def test_training_rows_take_the_family_frame(tmp_path):
     assert str(info.resolve_frame(qwen3)) == "rel1000"
     assert str(info.resolve_frame(qwen25, square=112)) == "abs112"
     info.write(qwen3, info.training_record(["wise-train"], "grpo", frame="abs840"))
-    assert str(info.resolve_frame(qwen3)) == "abs840" and str(info.resolve_frame(qwen3, "rel1000")) == "rel1000"
+    assert str(info.resolve_frame(qwen3)) == "abs840"
+
+
+def test_a_frame_flag_that_contradicts_the_trained_frame_is_said(tmp_path, caplog):
+    from wise_rl.models import info
+
+    model = tmp_path / "m"
+    info.write(model, info.training_record(["wise-train"], "grpo", frame="abs840"))
+    with caplog.at_level("WARNING", logger=info.logger.name):
+        assert str(info.resolve_frame(model, "abs840")) == "abs840"
+    assert caplog.text == ""  # the same frame: nothing to say
+    with caplog.at_level("WARNING", logger=info.logger.name):
+        assert str(info.resolve_frame(model, "rel1000")) == "rel1000"  # the flag wins, and is said to differ
+    assert "rel1000 asked for, but the model was trained to answer in abs840" in caplog.text

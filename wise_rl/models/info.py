@@ -71,11 +71,17 @@ def resolve_frame(model_dir, frame=None, square: int | None = None):
     from wise_rl import frames
     from wise_rl.models.families import try_detect_family
 
-    if frame is not None:
-        return frames.Frame.parse(frame)
     record = read(model_dir) if model_dir is not None else None
-    if record and record.get("frame"):
-        return frames.Frame.parse(record["frame"])
+    trained = frames.Frame.parse(record["frame"]) if record and record.get("frame") else None
+    if frame is not None:
+        frame = frames.Frame.parse(frame)
+        if trained is not None and frame != trained:
+            logger.warning("frame: %s asked for, but the model was trained to answer in %s (%s): its answers will "
+                           "be read in the wrong frame unless it really answers in %s", frame, trained, find(model_dir),
+                           frame)
+        return frame
+    if trained is not None:
+        return trained
     family = try_detect_family(model_dir) if model_dir is not None else None
     if family is not None and family.native_frame != "abs":
         return family.frame()
