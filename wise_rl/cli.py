@@ -80,6 +80,19 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _closest_flag(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """`` (did you mean --dataset?)`` for the first unknown ``--flag`` close to one of ``parser``'s, else ``""``."""
+    import difflib
+
+    known = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    for token in extra:
+        if token.startswith("--"):
+            close = difflib.get_close_matches(token.split("=", 1)[0], known, n=1, cutoff=0.75)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = argv[0] if argv and argv[0] in COMMANDS else None
@@ -89,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(_load(verb).run_argv(argv[1:]) or 0)
     parser = build_parser(verb)
     args, extra = parser.parse_known_args(argv)
-    if extra:  # a typo in a verb's flag: that verb's usage, not the top-level one
-        (parser.verb_parsers[args.verb] if args.verb else parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # a typo in a verb's flag: that verb's usage, not the top-level one, and the closest flag
+        owner = parser.verb_parsers[args.verb] if args.verb else parser
+        owner.error(f"unrecognized arguments: {' '.join(extra)}{_closest_flag(owner, extra)}")
     if args.verb is None:
         parser.print_help()
         return 0

@@ -183,7 +183,10 @@ def test_a_typo_in_a_verb_flag_prints_that_verb_usage(capsys):
         cli.main(["eval", "--out", "x", "--modle", "m"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("usage: wise-rl eval")
-    assert "unrecognized arguments: --modle m" in err and "VERB" not in err
+    assert "unrecognized arguments: --modle m (did you mean --model?)" in err and "VERB" not in err
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--out", "x", "--zzzzzz"])
+    assert "unrecognized arguments: --zzzzzz\n" in capsys.readouterr().err  # nothing close: no guess
 
 
 # ---- 7. ZeRO-3 reports the real parameter counts ----------------------------------------------------------------
