@@ -124,6 +124,14 @@ def test_missing_local_path_is_not_sent_to_the_hub(tmp_path):
         load_source(tmp_path / "nope.parquet")
 
 
+def test_a_mistyped_folder_is_named_as_a_path_not_as_a_hub_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(DataError, match="no such file or folder in 'runs'") as info:
+        load_source("runs/shapeworl")  # reads like org/name, but runs/ is a folder here: a path with a typo
+    assert "HF_HUB_OFFLINE" not in str(info.value)
+
+
 # --------------------------------------------------------------------------------------------------- ReasonSeg
 
 

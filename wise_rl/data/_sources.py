@@ -171,6 +171,19 @@ def _load_json_without(files: list[Path], found: list, label: str, bad_lines: li
             raise DataError(label, None, None, f"cannot read data files: {exc}", code="bad_source") from exc
 
 
+def _looks_local(name: str) -> str | None:
+    """For a source that exists neither as a path nor on the hub: when the name reads as a local path (``./x``,
+    ``/x``, ``a/b/c``, ``runs/x`` whose ``runs/`` exists), the nearest existing folder above it (``""`` for none or
+    the working directory); None when it reads as a hub id (``org/name``)."""
+    path = Path(name).expanduser()
+    if not (name.startswith((".", "/", "~")) or len(path.parts) > 2 or (path.parent != Path(".") and path.parent.is_dir())):
+        return None
+    parent = path.parent
+    while not parent.is_dir() and parent != parent.parent:
+        parent = parent.parent
+    return "" if str(parent) in ("", ".") else str(parent)
+
+
 def _load_hub(name: str, split: str | None) -> Dataset:
     import datasets
 
@@ -179,6 +192,11 @@ def _load_hub(name: str, split: str | None) -> Dataset:
     try:
         loaded = datasets.load_dataset(name, split=split)
     except Exception as exc:  # noqa: BLE001
+        parent = _looks_local(name)
+        if parent is not None:  # a path with a typo, not a hub name: say so first
+            where = f" in {parent!r}" if parent else ""
+            raise DataError(name, None, None, f"no such file or folder{where} (read as a hub dataset name, it did "
+                            f"not load either: {type(exc).__name__})", code="bad_source") from exc
         why = "not found locally and HF_HUB_OFFLINE is set" if offline else "could not be loaded from the hub"
         raise DataError(name, None, None, f"hub dataset {why} ({type(exc).__name__}: {exc})",
                         code="bad_source") from exc
