@@ -200,3 +200,17 @@ def test_grpo_step_changes_every_trainable_parameter(tiny_model_dir, shapeworld_
     assert steps and all(h["frac_reward_zero_std"] < 1.0 for h in steps), steps  # the reward varied in a group
     unchanged = [n for n, p in before.items() if torch.equal(p, trainer.model.get_parameter(n))]
     assert not unchanged, f"{len(unchanged)} of {len(before)} trainable parameters did not change: {unchanged[:5]}"
+
+
+def test_fewer_prompt_rows_than_one_step_takes_is_refused_not_trained_for_0_steps(tiny_model_dir, shapeworld_dir,
+                                                                                   tmp_path):
+    from wise_rl.scripts import grpo
+
+    out = tmp_path / "out"
+    argv = grpo_argv(tiny_model_dir, shapeworld_dir, out, "--max_steps", "2")
+    argv[argv.index("--dataset_limit") + 1] = "1"  # one prompt; a step takes 4 completions / 2 generations = 2
+    with pytest.raises(training.ConfigError, match=r"1 prompt rows, fewer than one optimizer step takes \(2 = "):
+        grpo.main(*training.parse_grpo_args(argv))
+    assert not (out / "model.safetensors").exists() and not (out / "DONE").exists()
+    argv[argv.index("--dataset_limit") + 1] = "2"  # exactly one step's prompts: trains
+    assert grpo.main(*training.parse_grpo_args(argv))["global_step"] == 2

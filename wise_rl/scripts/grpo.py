@@ -53,6 +53,7 @@ def _run(script_args, training_args, model_args) -> dict:
         return finished
     training.maybe_init_cpu_deepspeed()
     trainer, processor, train_rows = build_trainer(script_args, training_args, model_args, dataset)
+    _check_one_step_of_prompts(len(train_rows), training_args, trainer.accelerator.num_processes)
     training.apply_freezing(trainer.model, script_args)
     if trainer.accelerator.is_main_process:  # how to prompt the result: read by wise-rl eval / infer
         model_info.write(training_args.output_dir, model_info.training_record(
@@ -61,6 +62,20 @@ def _run(script_args, training_args, model_args) -> dict:
 
     # ---- train (resuming when a complete checkpoint exists) and save
     return training.train_and_save(trainer, processor, script_args, training_args, train_rows, run_identity)
+
+
+def _check_one_step_of_prompts(n_rows: int, training_args, num_processes: int = 1) -> None:
+    """One optimizer step takes ``per_device_train_batch_size × gradient_accumulation_steps × processes`` completions,
+    ``num_generations`` per prompt; with fewer prompt rows than that the trainer runs 0 steps and would save the
+    starting model as trained. Raises :class:`ConfigError` naming the numbers."""
+    b, g = training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps
+    n = training_args.num_generations
+    need = max(1, b * g * num_processes // n)
+    if n_rows < need:
+        raise training.ConfigError(
+            f"dataset: {n_rows} prompt rows, fewer than one optimizer step takes ({need} = "
+            f"per_device_train_batch_size {b} × gradient_accumulation_steps {g} × {num_processes} process(es) / "
+            f"num_generations {n}): training would run 0 steps; give more rows or a smaller batch")
 
 
 def build_trainer(script_args, training_args, model_args, dataset=None):
