@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PIP) check
 	@$(PY) -c "import importlib.util as u, sys; sys.exit('torchvision must not be installed next to the CPU torch' if u.find_spec('torchvision') else 0)"
+	@echo "installed from $(LOCK): pip freeze sha256 $$($(PIP) freeze --exclude-editable | sha256sum | cut -c1-16) (equal on every machine that installed the same lock)"
 	touch $(STAMP)
 
 install: $(STAMP)
