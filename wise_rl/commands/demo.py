@@ -1,6 +1,7 @@
 """``wise-rl demo``: WISE end to end on ShapeWorld — from the shipped base model, a verbose-CoT arm and a WISE arm
-(SFT → GRPO) trained through the real recipes with the same budget, evaluated three ways (verbose, wise, wise-s),
-then ``OUT/report.md``, ``OUT/report.json`` and PNG plots. Re-running the same command resumes (finished stages
+(SFT → GRPO) trained through the real recipes with the same budget, evaluated with the verbose and the WISE / WISE-S
+prompts (``--long``: also the concise-only and no-self-distillation ablations), then ``OUT/report.md``,
+``OUT/report.json`` and PNG plots. Re-running the same command resumes (finished stages
 are skipped). See :mod:`wise_rl.testbed.demo`."""
 
 from __future__ import annotations
