@@ -348,8 +348,8 @@ def test_grpo_same_prompts_pairs_the_scenes_before_and_after(tmp_path):
     assert "format_valid_wise-s" in targets and "format_valid_wise-s-sft" not in targets
 
 
-def test_parallel_arms_train_together_and_every_eval_runs_after_all_training(tiny_model_dir, tmp_path, monkeypatch):
-    """Latency is compared across arms, so no eval may run while an arm still trains on the other core."""
+def _stage_order(profile: str, base, out, monkeypatch) -> list:
+    """The stages ``run_demo`` runs, in order, with the stages, the background arm and the report stubbed."""
     from types import SimpleNamespace
 
     calls = []
@@ -358,25 +358,23 @@ def test_parallel_arms_train_together_and_every_eval_runs_after_all_training(tin
     monkeypatch.setattr(demo, "_spawn_arm", lambda run, stages, *a: calls.append(("spawn", stages)) or (proc, "log"))
     monkeypatch.setattr(demo, "_wait_arm", lambda *a: calls.append("wait"))
     monkeypatch.setattr(demo, "stage_report", lambda run: {})
-    demo.run_demo(out=tmp_path / "demo", base=tiny_model_dir, profile="default", progress=False)
-    assert calls == ["data", ("spawn", ("sft_verbose",)), "base", "sft_wise", "grpo_wise", "wait",
-                     "eval_verbose", "eval_wise-s-sft", "eval_wise", "eval_wise-s"]
+    demo.run_demo(out=out, base=base, profile=profile, progress=False)
+    return calls
+
+
+def test_parallel_arms_train_together_and_every_eval_runs_after_all_training(tiny_model_dir, tmp_path, monkeypatch):
+    """Latency is compared across arms, so no eval may run while an arm still trains on the other core."""
+    assert _stage_order("default", tiny_model_dir, tmp_path / "demo", monkeypatch) == [
+        "data", ("spawn", ("sft_verbose",)), "base", "sft_wise", "grpo_wise", "wait",
+        "eval_verbose", "eval_wise-s-sft", "eval_wise", "eval_wise-s"]
 
 
 def test_with_ablations_the_background_trains_the_concise_arm_and_every_eval_waits(tiny_model_dir, tmp_path,
                                                                                    monkeypatch):
-    from types import SimpleNamespace
-
-    calls = []
-    monkeypatch.setattr(demo, "_run_stage", lambda run, stage, progress=True: calls.append(stage))
-    proc = SimpleNamespace(pid=1, poll=lambda: None)
-    monkeypatch.setattr(demo, "_spawn_arm", lambda run, stages, *a: calls.append(("spawn", stages)) or (proc, "log"))
-    monkeypatch.setattr(demo, "_wait_arm", lambda *a: calls.append("wait"))
-    monkeypatch.setattr(demo, "stage_report", lambda run: {})
-    demo.run_demo(out=tmp_path / "demo", base=tiny_model_dir, profile="long", progress=False)
-    assert calls == ["data", ("spawn", ("sft_verbose", "sft_concise", "grpo_concise")), "base", "sft_wise",
-                     "grpo_wise", "grpo_nosd", "wait", "eval_verbose", "eval_wise-s-sft", "eval_wise", "eval_wise-s",
-                     "eval_concise", "eval_concise-s", "eval_no-sd", "eval_no-sd-s"]
+    assert _stage_order("long", tiny_model_dir, tmp_path / "demo", monkeypatch) == [
+        "data", ("spawn", ("sft_verbose", "sft_concise", "grpo_concise")), "base", "sft_wise", "grpo_wise",
+        "grpo_nosd", "wait", "eval_verbose", "eval_wise-s-sft", "eval_wise", "eval_wise-s",
+        "eval_concise", "eval_concise-s", "eval_no-sd", "eval_no-sd-s"]
 
 
 def test_ablation_pairs_hand_computed(tmp_path):
