@@ -248,3 +248,10 @@ def test_build_sft_compress_without_detailed_rationales_is_one_line(shapeworld_d
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "examples/s]" not in line]
     assert len(err) == 1 and err[0].startswith("wise-rl build-sft: error: --mode compress --source ")
     assert "4 row(s) have no detailed rationale to compress" in err[0]
+
+
+@pytest.mark.parametrize("verb", ["sft", "grpo"])
+def test_a_train_verb_error_names_the_verb_the_user_typed(verb, capsys):
+    assert cli.main([verb, "--config", str(ROOT / f"recipes/tiny/{verb}.yaml"), "--learnig_rate", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"wise-rl {verb}: error: ") and "learning_rate" in err[0]

@@ -131,10 +131,11 @@ def build_trainer(script_args, training_args, model_args, dataset=None):
     return trainer, processor, train_rows
 
 
-def cli(argv: list[str] | None = None) -> int:
+def cli(argv: list[str] | None = None, prog: str = "recipes/grpo.py") -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``; ``--config FILE.yaml`` plus overrides) and run :func:`main`; a
-    user mistake (a wrong option, a bad row) is one line ``recipes/grpo.py: error: …`` and exit status 2."""
-    return training.run_from_command_line(main, lambda: training.parse_grpo_args(argv), "recipes/grpo.py")
+    user mistake (a wrong option, a bad row) is one line ``PROG: error: …`` and exit status 2 (``prog``: how the
+    user called it, ``wise-rl grpo`` from the verb)."""
+    return training.run_from_command_line(main, lambda: training.parse_grpo_args(argv), prog)
 
 
 if __name__ == "__main__":

@@ -89,10 +89,11 @@ def _run(script_args, training_args, model_args) -> dict:
     return training.train_and_save(trainer, processor, script_args, training_args, train_rows, run_identity)
 
 
-def cli(argv: list[str] | None = None) -> int:
+def cli(argv: list[str] | None = None, prog: str = "recipes/sft.py") -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``; ``--config FILE.yaml`` plus overrides) and run :func:`main`; a
-    user mistake (a wrong option, a bad row) is one line ``recipes/sft.py: error: …`` and exit status 2."""
-    return training.run_from_command_line(main, lambda: training.parse_sft_args(argv), "recipes/sft.py")
+    user mistake (a wrong option, a bad row) is one line ``PROG: error: …`` and exit status 2 (``prog``: how the
+    user called it, ``wise-rl sft`` from the verb)."""
+    return training.run_from_command_line(main, lambda: training.parse_sft_args(argv), prog)
 
 
 if __name__ == "__main__":
