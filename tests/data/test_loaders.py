@@ -60,7 +60,7 @@ def reasonseg_dict(n: int = 2, width: int = 200, height: int = 100, mask: np.nda
     return {
         "image": [{"bytes": image_bytes(width, height, "JPEG"), "path": None}] * n,
         "mask": [mask.tolist()] * n,
-        "text": [f"what holds item {i}?" for i in range(n)],
+        "text": [f"what holds object {i}?" for i in range(n)],
         "image_id": [f"img{i}" for i in range(n)],
         "ann_id": [f"ann{i}" for i in range(n)],
         "img_height": [height] * n,
@@ -140,7 +140,7 @@ def test_reasonseg_rectangle_mask_to_model_frame(tmp_path):
     ds = load_source(path, with_original_mask=True)
     assert ds.features == sample_features(with_original_mask=True)
     row = ds[0]
-    assert row["id"] == "img0_ann0" and row["query"] == "what holds item 0?"
+    assert row["id"] == "img0_ann0" and row["query"] == "what holds object 0?"
     assert row["image_size"] == [200, 100]
     # Mask columns 50..69 and rows 30..39 (pixel-inclusive), scaled by 840/200 = 4.2 and 840/100 = 8.4.
     np.testing.assert_allclose(row["gt_bbox"], [50 * 4.2, 30 * 8.4, 69 * 4.2, 39 * 8.4], rtol=1e-6)

@@ -38,7 +38,7 @@ def truncate(path: Path, keep: float = 0.5) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-# ---- item 3: "complete" means every file the resume reads parses ------------------------------------------------
+# ---- "complete" means every file the resume reads parses -----------------------------------------------------------
 @pytest.mark.parametrize(("damage", "reason"), [
     (lambda d: (d / "trainer_state.json").write_text(""), "trainer_state.json does not parse"),
     (lambda d: (d / "trainer_state.json").write_text('{"global_st'), "trainer_state.json does not parse"),
@@ -97,7 +97,7 @@ def test_resume_from_an_explicit_half_written_checkpoint_says_why(tmp_path):
         training.resolve_resume(args[0], args[1])
 
 
-# ---- item 4: one eval per --out; duplicates are an error ---------------------------------------------------------
+# ---- one eval per --out; duplicates are an error -------------------------------------------------------------------
 class Scripted:
     def __init__(self, completions):
         self.completions, self.k = list(completions), 0
@@ -186,7 +186,7 @@ def test_ids_written_twice_are_an_error_on_resume(tmp_path, rows, shapeworld_dir
         _eval(rows, shapeworld_dir, out)
 
 
-# ---- item 5: a full disk says so ---------------------------------------------------------------------------------
+# ---- a full disk says so -------------------------------------------------------------------------------------------
 Usage = namedtuple("Usage", "total used free")
 
 
@@ -241,7 +241,7 @@ def test_a_full_disk_while_saving_a_checkpoint_then_a_rerun_skips_it(tiny_model_
     assert [p.name.split(".")[0] for p in (out / "incomplete").iterdir()] == ["checkpoint-2"]
 
 
-# ---- item 6: checked before anything loads ----------------------------------------------------------------------
+# ---- checked before anything loads ---------------------------------------------------------------------------------
 @pytest.fixture
 def sft_argv(tiny_model_dir, tmp_path):
     return ["--config", str(ROOT / "recipes/tiny/sft.yaml"), "--model_name_or_path", str(tiny_model_dir),
