@@ -24,8 +24,7 @@ MAX_FUNCTION_LINES = 80
 # Functions still over MAX_FUNCTION_LINES; the list may only shrink (a test below checks each entry still exists
 # and is still over the limit, so a finished split must be taken off it), and it never grows.
 LONG_FUNCTIONS: dict[str, int] = {
-    "wise_rl/data/loaders.py:load_source": 122,
-    "wise_rl/metrics.py:aggregate": 81,
+    "wise_rl/data/loaders.py:load_source": 101,  # ~60 lines of code under a 40-line Args docstring
     "wise_rl/testbed/bench/generation.py:bench_generation": 121,
     "wise_rl/testbed/bench/grpo_step.py:bench_grpo_step": 121,
     "wise_rl/testbed/bench/rewards.py:bench_rewards": 92,
@@ -275,7 +274,8 @@ def test_no_issue_numbers_or_run_tags():
     files += [ROOT / "README.md", ROOT / "Makefile"]
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
             if pattern.search(line)]
-    assert pattern.search("measured on fva1") and pattern.search("item 3 of issue 12")
+    sample_citation = " ".join(("item", "3", "of", "issue", "12"))  # built, so this file cites nothing itself
+    assert pattern.search("measured on fva1") and pattern.search(sample_citation)
     assert hits == []
 
 

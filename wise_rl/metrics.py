@@ -143,6 +143,26 @@ def cost_figures(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _with_missing_predictions(records: Iterable[dict[str, Any]],
+                              expected_ids: Iterable[str] | None) -> list[dict[str, Any]]:
+    """``records`` as a list, plus a ``missing_prediction`` failure (I = U = 0) for each expected id without one;
+    a second record for an id (other than an ``unknown_id`` one) raises ``ValueError``."""
+    records = list(records)
+    seen: dict[str, dict[str, Any]] = {}
+    for r in records:
+        rid = str(r["id"])
+        if rid in seen and r.get("failure") != UNKNOWN_ID:
+            raise ValueError(f"duplicate record for id {rid!r}")
+        seen[rid] = r
+    for rid in expected_ids if expected_ids is not None else ():
+        if str(rid) not in seen:
+            rec = {"id": str(rid), "intersection": 0, "union": 0, "iou": 0.0, "failure": MISSING_PREDICTION,
+                   "n_ignore": 0, "ignore_hits": 0, "format_ok": False}
+            records.append(rec)
+            seen[str(rid)] = rec
+    return records
+
+
 def aggregate(
     records: Iterable[dict[str, Any]],
     protocol: str = "lisa",
@@ -165,21 +185,7 @@ def aggregate(
     ``n_dropped_empty_union`` (seg-zero only drops), and the :func:`cost_figures`.
     """
     _check_protocol(protocol)
-    records = list(records)
-    seen: dict[str, dict[str, Any]] = {}
-    for r in records:
-        rid = str(r["id"])
-        if rid in seen and r.get("failure") != UNKNOWN_ID:
-            raise ValueError(f"duplicate record for id {rid!r}")
-        seen[rid] = r
-    if expected_ids is not None:
-        for rid in expected_ids:
-            if str(rid) not in seen:
-                rec = {"id": str(rid), "intersection": 0, "union": 0, "iou": 0.0, "failure": MISSING_PREDICTION,
-                       "n_ignore": 0, "ignore_hits": 0, "format_ok": False}
-                records.append(rec)
-                seen[str(rid)] = rec
-
+    records = _with_missing_predictions(records, expected_ids)
     failures: Counter[str] = Counter()
     ious: list[float] = []
     sum_i = sum_u = 0

@@ -100,10 +100,7 @@ def load_source(
     used: set[str] = set()
     for item in bad_lines or []:  # counted like any other skipped row
         stats["rows_read"] += 1
-        stats["skipped"][item.code] += 1
-        examples = stats["skipped_examples"].setdefault(item.code, [])
-        if len(examples) < 5:
-            examples.append(str(item))
+        _count_skip(stats, item)
 
     progress = tqdm(total=n_in, desc=f"load {kind}", unit="row", disable=n_in < _PROGRESS_MIN_ROWS)
     try:
@@ -113,10 +110,7 @@ def load_source(
             if isinstance(item, DataError):
                 if not skip_invalid:
                     raise item
-                stats["skipped"][item.code] += 1
-                stats["skipped_examples"].setdefault(item.code, [])
-                if len(stats["skipped_examples"][item.code]) < 5:
-                    stats["skipped_examples"][item.code].append(str(item))
+                _count_skip(stats, item)
                 continue
             for out in item:
                 out["id"] = _unique_id(out["id"], seen, used, stats)
@@ -144,6 +138,23 @@ def load_source(
     if report is not None:
         report.clear()
         report.update(stats)
+    n_skipped = _log_summary(kind, label, stats)
+    if not chunks:
+        detail = f" ({n_skipped} skipped: {dict(stats['skipped'])})" if n_skipped else ""
+        raise DataError(label, None, None, f"no valid rows{detail}", code="no_rows", kind=kind)
+    return chunks[0] if len(chunks) == 1 else concatenate_datasets(chunks)
+
+
+def _count_skip(stats: dict, error: DataError) -> None:
+    """One skipped row in ``stats``: its reason counted, its message kept among the first five of that reason."""
+    stats["skipped"][error.code] += 1
+    examples = stats["skipped_examples"].setdefault(error.code, [])
+    if len(examples) < 5:
+        examples.append(str(error))
+
+
+def _log_summary(kind: str, label: str, stats: dict) -> int:
+    """Warn about skipped rows and renamed ids, then the notes (:func:`_log_notes`); returns the skipped count."""
     n_skipped = sum(stats["skipped"].values())
     if n_skipped:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(stats["skipped"].items()))
@@ -152,10 +163,7 @@ def load_source(
     if stats["renamed_ids"]:
         logger.warning("%s rows %r: %d duplicate ids renamed to ID~n", kind, label, stats["renamed_ids"])
     _log_notes(kind, label, stats)
-    if not chunks:
-        detail = f" ({n_skipped} skipped: {dict(stats['skipped'])})" if n_skipped else ""
-        raise DataError(label, None, None, f"no valid rows{detail}", code="no_rows", kind=kind)
-    return chunks[0] if len(chunks) == 1 else concatenate_datasets(chunks)
+    return n_skipped
 
 
 def _target_frame(frame, model_size) -> tuple[frames.Frame | None, int | None]:
